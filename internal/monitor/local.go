@@ -1,0 +1,132 @@
+package monitor
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/certmon/certmon/internal/assess"
+	"github.com/certmon/certmon/internal/probe"
+	"github.com/certmon/certmon/internal/store"
+	"github.com/certmon/certmon/internal/target"
+)
+
+// CloudPool is the agent pool served by the server's built-in agent.
+const CloudPool = "cloud"
+
+// ParseTarget reads a monitor's target the way `certmon check` reads one;
+// a protocol field names the scheme of a target written without one.
+func ParseTarget(raw, protocol string) (target.Target, error) {
+	if protocol != "" && !strings.Contains(raw, "://") {
+		if _, ok := target.Lookup(protocol); !ok {
+			return target.Target{}, fmt.Errorf("unknown protocol %q", protocol)
+		}
+		t, err := target.Parse(protocol+"://"+raw, "")
+		if err == nil {
+			t.Raw = raw
+		}
+		return t, err
+	}
+	return target.Parse(raw, "")
+}
+
+// LocalChecker is the built-in ("cloud") agent: it probes from the server
+// and assesses at once.
+type LocalChecker struct {
+	prober   *probe.Prober
+	base     assess.Config
+	policy   assess.Policy
+	mu       sync.Mutex
+	byRoots  map[[32]byte]*assess.Assessor
+	fallback *assess.Assessor
+}
+
+// NewLocalChecker returns a checker using prober, the assessor config (its
+// Roots are the global roots) and default policy thresholds.
+func NewLocalChecker(prober *probe.Prober, cfg assess.Config, defaults assess.Policy) *LocalChecker {
+	return &LocalChecker{
+		prober:   prober,
+		base:     cfg,
+		policy:   defaults,
+		byRoots:  map[[32]byte]*assess.Assessor{},
+		fallback: assess.New(cfg),
+	}
+}
+
+// assessor returns one Assessor per distinct per-monitor CA bundle, so each
+// keeps its verification cache.
+func (l *LocalChecker) assessor(caPEM string) (*assess.Assessor, error) {
+	if caPEM == "" {
+		return l.fallback, nil
+	}
+	key := sha256.Sum256([]byte(caPEM))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a, ok := l.byRoots[key]; ok {
+		return a, nil
+	}
+	var pool *x509.CertPool
+	if l.base.Roots != nil {
+		pool = l.base.Roots.Clone()
+	} else if sys, err := x509.SystemCertPool(); err == nil {
+		pool = sys
+	} else {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		return nil, errors.New("monitor ca_pem holds no PEM certificate")
+	}
+	cfg := l.base
+	cfg.Roots = pool
+	a := assess.New(cfg)
+	if len(l.byRoots) > 1000 {
+		clear(l.byRoots) // bounded: per-monitor bundles are few in practice
+	}
+	l.byRoots[key] = a
+	return a, nil
+}
+
+// Check probes and assesses one monitor.
+func (l *LocalChecker) Check(ctx context.Context, m store.Monitor) Outcome {
+	now := time.Now().UTC()
+	t, err := ParseTarget(m.Target, m.Protocol)
+	if err != nil {
+		return invalid(m, err, now)
+	}
+	a, err := l.assessor(m.CAPEM)
+	if err != nil {
+		return invalid(m, err, now)
+	}
+	sni, hostname := probe.DefaultSNI(t), t.Host
+	if m.SNI != "" {
+		sni, hostname = m.SNI, m.SNI
+	}
+	pol := l.policy
+	pol.Hostname = hostname
+	if m.WarnDays > 0 {
+		pol.WarnDays = m.WarnDays
+	}
+	if m.CritDays > 0 {
+		pol.CritDays = m.CritDays
+	}
+	obs := l.prober.Probe(ctx, probe.Request{Target: t, SNI: sni})
+	r := a.Assess(ctx, obs, pol, time.Now())
+	return Outcome{Result: &r, ChainDER: obs.Chain, At: now}
+}
+
+func invalid(m store.Monitor, err error, now time.Time) Outcome {
+	msg := err.Error()
+	return Outcome{At: now, Result: &assess.Result{
+		Target:       m.Target,
+		Status:       assess.Unknown,
+		Problems:     []assess.Problem{},
+		Chain:        []assess.Certificate{},
+		Verification: assess.Verification{Revocation: assess.RevocationNotChecked},
+		Error:        &msg,
+	}}
+}

@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// openAPIPath serves the API description; it needs no token.
+const openAPIPath = "/api/v1/openapi.json"
+
+// routes is every route of the server.
+func (s *Server) routes(mux *http.ServeMux, api huma.API) {
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+openAPIPath, s.serveOpenAPI)
+
+	register(s, api, http.MethodPost, "/api/v1/monitors", "create-monitor", "Create a monitor", http.StatusCreated, s.createMonitor)
+	register(s, api, http.MethodGet, "/api/v1/monitors", "list-monitors", "List monitors", 0, s.listMonitors)
+	register(s, api, http.MethodGet, "/api/v1/monitors/{id}", "get-monitor", "Get a monitor and its latest check", 0, s.getMonitor)
+	register(s, api, http.MethodPut, "/api/v1/monitors/{id}", "replace-monitor", "Replace a monitor's settings", 0, s.replaceMonitor)
+	register(s, api, http.MethodPatch, "/api/v1/monitors/{id}", "update-monitor", "Change some of a monitor's settings", 0, s.patchMonitor)
+	register(s, api, http.MethodDelete, "/api/v1/monitors/{id}", "delete-monitor", "Delete a monitor", http.StatusNoContent, s.deleteMonitor)
+	register(s, api, http.MethodPost, "/api/v1/monitors/{id}/pause", "pause-monitor", "Pause a monitor", 0, s.pauseMonitor)
+	register(s, api, http.MethodPost, "/api/v1/monitors/{id}/resume", "resume-monitor", "Resume a monitor (checked at once)", 0, s.resumeMonitor)
+	register(s, api, http.MethodPost, "/api/v1/monitors/{id}/check", "check-monitor", "Check a monitor now", http.StatusAccepted, s.checkMonitor)
+	register(s, api, http.MethodGet, "/api/v1/monitors/{id}/history", "monitor-history", "A monitor's changes, newest first", 0, s.monitorHistory)
+	register(s, api, http.MethodGet, "/api/v1/certificates", "list-certificates", "List certificates seen", 0, s.listCertificates)
+	register(s, api, http.MethodGet, "/api/v1/certificates/{sha256}", "get-certificate", "Get a certificate and where it is served", 0, s.getCertificate)
+	register(s, api, http.MethodGet, "/api/v1/events", "list-events", "List events, newest first", 0, s.listEvents)
+
+	mux.HandleFunc("/", s.unrouted(mux))
+}
+
+// register adds one API operation. Errors a handler returns are logged
+// with the request: an *Error keeps its status, anything else is a 500.
+func register[I, O any](s *Server, api huma.API, method, path, id, summary string, status int, h func(context.Context, *I) (*O, error)) {
+	huma.Register(api, huma.Operation{
+		OperationID:   id,
+		Method:        method,
+		Path:          path,
+		Summary:       summary,
+		DefaultStatus: status,
+		// huma answers 413 when the body reaches the limit, so allow one
+		// byte more: a body of exactly MaxBodyBytes is accepted.
+		MaxBodyBytes: s.cfg.MaxBodyBytes + 1,
+		Errors:       []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound},
+	}, func(ctx context.Context, in *I) (*O, error) {
+		out, err := h(ctx, in)
+		if err == nil {
+			return out, nil
+		}
+		var e *Error
+		if !errors.As(err, &e) {
+			e = internal(err)
+		}
+		if e.cause != nil {
+			noteCause(ctx, e.cause)
+		}
+		return nil, e
+	})
+}
+
+// unrouted answers paths no route matches in the error shape: 405 when
+// the path exists for another method, else 404. (ServeMux's own answers
+// are plain text.)
+func (s *Server) unrouted(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
+				allow = append(allow, m)
+			}
+		}
+		if len(allow) > 0 {
+			for _, m := range allow {
+				w.Header().Add("Allow", m)
+			}
+			writeError(w, r, newError(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		writeError(w, r, newError(http.StatusNotFound, "not_found", "no route for %s", r.URL.Path))
+	}
+}

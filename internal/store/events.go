@@ -1,0 +1,85 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/certmon/certmon/internal/assess"
+)
+
+const eventInsertCols = `team_id, monitor_id, occurred_at, kind, status, severity, message, data`
+
+// eventArgs are the eventInsertCols values of e.
+func eventArgs(e Event) ([]any, error) {
+	data := []byte("{}")
+	if e.Data != nil {
+		var err error
+		if data, err = json.Marshal(e.Data); err != nil {
+			return nil, fmt.Errorf("event %s of monitor %d: %w", e.Kind, e.MonitorID, err)
+		}
+	}
+	return []any{e.TeamID, e.MonitorID, ms(e.At), e.Kind, string(e.Status), e.Severity, e.Message, string(data)}, nil
+}
+
+// ListEvents returns events newest first and the next cursor (0 at the end).
+func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, int64, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, a any) {
+		where = append(where, cond)
+		args = append(args, a)
+	}
+	if f.TeamID != 0 {
+		add(`team_id = ?`, f.TeamID)
+	}
+	if f.MonitorID != 0 {
+		add(`monitor_id = ?`, f.MonitorID)
+	}
+	if f.Kind != "" {
+		add(`kind = ?`, f.Kind)
+	}
+	if f.Before > 0 {
+		add(`id < ?`, f.Before)
+	}
+	limit := pageLimit(f.Limit)
+	q := `SELECT id, ` + eventInsertCols + ` FROM events`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.rdb.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: list events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var (
+			e            Event
+			at           int64
+			status, data string
+		)
+		if err := rows.Scan(&e.ID, &e.TeamID, &e.MonitorID, &at, &e.Kind, &status, &e.Severity, &e.Message, &data); err != nil {
+			return nil, 0, fmt.Errorf("store: list events: %w", err)
+		}
+		e.At, e.Status = fromMS(at), assess.Status(status)
+		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
+			return nil, 0, fmt.Errorf("store: event %d data: %w", e.ID, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("store: list events: %w", err)
+	}
+	var next int64
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
+	}
+	return out, next, nil
+}
