@@ -17,8 +17,9 @@
 #   unmeasured reference pass per farm), FARM_FLAGS (extra tlsfarm flags),
 #   KEEP (1: keep the work directory), QUIET_WAIT (seconds to wait, before
 #   each run, for the machine to be idle: 300), MAX_BG (CPU seconds other
-#   processes may use during a run before it is redone: 0.3), TRIES (5), CERTMON (a prebuilt certmon binary to
-#   measure instead of building ./cmd/certmon).
+#   processes may use during a run before it is redone: 0.3), TRIES (5),
+#   CERTMON (a prebuilt certmon binary to measure instead of building
+#   ./cmd/certmon, e.g. a variant under test).
 set -euo pipefail
 
 N=${N:-2000}
@@ -54,6 +55,12 @@ FARM_PID=""
 stop_farm() {
 	if [[ -n $FARM_PID ]]; then
 		kill -TERM "$FARM_PID" 2>/dev/null || true
+		local i
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$FARM_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$FARM_PID" 2>/dev/null || true
 		wait "$FARM_PID" 2>/dev/null || true
 		FARM_PID=""
 	fi

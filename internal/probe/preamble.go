@@ -34,24 +34,6 @@ func newPreambleConn(c net.Conn) *PreambleConn {
 	return &PreambleConn{Conn: c, R: bufio.NewReaderSize(lr, 4096)}
 }
 
-// ReadLine returns one line without its CR LF, at most maxLine bytes.
-func (p *PreambleConn) ReadLine() (string, error) {
-	var line []byte
-	for {
-		chunk, isPrefix, err := p.R.ReadLine()
-		if err != nil {
-			return "", err
-		}
-		line = append(line, chunk...)
-		if len(line) > maxLine {
-			return "", errLineTooLong
-		}
-		if !isPrefix {
-			return string(line), nil
-		}
-	}
-}
-
 // WriteString sends s as is.
 func (p *PreambleConn) WriteString(s string) error {
 	_, err := io.WriteString(p.Conn, s)

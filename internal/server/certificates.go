@@ -43,12 +43,13 @@ type listCertificatesInput struct {
 	Limit          int    `query:"limit" minimum:"1" maximum:"1000" default:"100"`
 }
 
-type certificateListBody struct {
-	Body struct {
-		Certificates []CertificateSummary `json:"certificates"`
-		NextCursor   *string              `json:"next_cursor" doc:"null on the last page"`
-	}
+// CertificateList is one page of certificates.
+type CertificateList struct {
+	Certificates []CertificateSummary `json:"certificates"`
+	NextCursor   *string              `json:"next_cursor" doc:"null on the last page"`
 }
+
+type certificateListBody struct{ Body CertificateList }
 
 func (s *Server) listCertificates(ctx context.Context, in *listCertificatesInput) (*certificateListBody, error) {
 	teamID, err := team(ctx)

@@ -27,12 +27,13 @@ type listEventsInput struct {
 	Limit     int    `query:"limit" minimum:"1" maximum:"1000" default:"100"`
 }
 
-type eventListBody struct {
-	Body struct {
-		Events     []Event `json:"events" doc:"newest first"`
-		NextCursor *string `json:"next_cursor" doc:"null on the last page"`
-	}
+// EventList is one page of events.
+type EventList struct {
+	Events     []Event `json:"events" doc:"newest first"`
+	NextCursor *string `json:"next_cursor" doc:"null on the last page"`
 }
+
+type eventListBody struct{ Body EventList }
 
 func (s *Server) listEvents(ctx context.Context, in *listEventsInput) (*eventListBody, error) {
 	teamID, err := team(ctx)

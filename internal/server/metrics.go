@@ -23,9 +23,11 @@ type Metrics struct {
 
 var _ monitor.Metrics = (*Metrics)(nil)
 
-// NewMetrics registers certmon's collectors on reg. counter is asked, at
-// most every monitorsCacheTTL, how many monitors have each status
-// (Store.CountByStatus).
+// NewMetrics registers certmon's collectors on reg (once per registry:
+// registering twice panics, as prometheus.MustRegister does). counter is
+// asked, at most every monitorsCacheTTL, how many monitors have each
+// status (Store.CountByStatus). The Server does not call it: whoever wires
+// the scheduler does, and hands the result to it.
 func NewMetrics(reg *prometheus.Registry, counter func(ctx context.Context) (map[string]int, error)) *Metrics {
 	m := &Metrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -271,11 +271,12 @@ type historyInput struct {
 	Limit int   `query:"limit" minimum:"1" maximum:"1000" default:"100"`
 }
 
-type historyBody struct {
-	Body struct {
-		History []HistoryEntry `json:"history" doc:"newest first"`
-	}
+// History is a monitor's changes.
+type History struct {
+	History []HistoryEntry `json:"history" doc:"newest first"`
 }
+
+type historyBody struct{ Body History }
 
 func (s *Server) monitorHistory(ctx context.Context, in *historyInput) (*historyBody, error) {
 	teamID, err := team(ctx)
@@ -313,12 +314,13 @@ type listMonitorsInput struct {
 	Limit          int    `query:"limit" minimum:"1" maximum:"1000" default:"100"`
 }
 
-type monitorListBody struct {
-	Body struct {
-		Monitors   []Monitor `json:"monitors"`
-		NextCursor *string   `json:"next_cursor" doc:"null on the last page"`
-	}
+// MonitorList is one page of monitors.
+type MonitorList struct {
+	Monitors   []Monitor `json:"monitors"`
+	NextCursor *string   `json:"next_cursor" doc:"null on the last page"`
 }
+
+type monitorListBody struct{ Body MonitorList }
 
 func (s *Server) listMonitors(ctx context.Context, in *listMonitorsInput) (*monitorListBody, error) {
 	teamID, err := team(ctx)

@@ -124,19 +124,19 @@ func TestMonitorValidation(t *testing.T) {
 			{"space in host", `{"target":"https://exa mple.com"}`, 400, "invalid_field", "target: "},
 			{"unknown scheme", `{"target":"gopher://example.com"}`, 400, "invalid_field", `target: invalid target "gopher://example.com": unknown scheme "gopher"`},
 			{"empty target", `{"target":""}`, 400, "invalid_field", "target"},
-			{"missing target", `{"owner":"me"}`, 400, "invalid_field", "target"},
+			{"missing target", `{"owner":"me"}`, 400, "invalid_field", "target: required"},
 			{"bad cron", `{"target":"example.com","schedule":"61 * * * *"}`, 400, "invalid_field", "schedule: "},
 			{"short interval", `{"target":"example.com","schedule":"1s"}`, 400, "invalid_field", "schedule: "},
 			{"crit above warn", `{"target":"example.com","warn_days":5,"crit_days":10}`, 400, "invalid_field", "crit_days: must be <= warn_days (5)"},
-			{"negative warn", `{"target":"example.com","warn_days":-1}`, 400, "invalid_field", "warn_days: "},
-			{"unknown field", `{"targett":"example.com"}`, 400, "invalid_field", "targett"},
+			{"negative warn", `{"target":"example.com","warn_days":-1}`, 400, "invalid_field", "warn_days: must be >= 0"},
+			{"unknown field", `{"targett":"example.com"}`, 400, "invalid_field", "targett: unknown field"},
 			{"unknown protocol", `{"target":"example.com","protocol":"gopher"}`, 400, "invalid_field", `protocol: unknown protocol "gopher"`},
 			{"conflicting protocol", `{"target":"smtp://example.com","protocol":"imap"}`, 400, "invalid_field", "protocol: "},
 			{"bad sni", `{"target":"example.com","sni":"a b"}`, 400, "invalid_field", "sni: "},
 			{"empty tag", `{"target":"example.com","tags":["a",""]}`, 400, "invalid_field", "tags[1]: must not be empty"},
 			{"bad ca_pem", `{"target":"example.com","ca_pem":"hello"}`, 400, "invalid_field", "ca_pem: no PEM certificate"},
 			{"key in ca_pem", `{"target":"example.com","ca_pem":` + fmt.Sprintf("%q", certtest.NewRootCA("r").Cert.KeyPEM()) + `}`, 400, "invalid_field", "ca_pem: "},
-			{"wrong type", `{"target":"example.com","warn_days":"thirty"}`, 400, "invalid_field", "warn_days: "},
+			{"wrong type", `{"target":"example.com","warn_days":"thirty"}`, 400, "invalid_field", "warn_days: expected integer"},
 			{"wrong type list", `{"target":"example.com","tags":"prod"}`, 400, "invalid_field", "tags: "},
 			{"malformed", `{"target":`, 400, "malformed_json", "body: invalid JSON"},
 			{"not an object", `[]`, 400, "", ""},
@@ -189,11 +189,23 @@ func TestMonitorLifecycle(t *testing.T) {
 		e.do("PATCH", path, map[string]any{"target": "https://exa mple.com"}).wantError(t, 400, "invalid_field", "target: ")
 		e.do("PATCH", path, map[string]any{"nope": 1}).wantError(t, 400, "invalid_field", "nope")
 
-		// PUT replaces: omitted fields return to the defaults.
+		// A new schedule alone moves the next check to its first slot.
+		wakes := e.waker.n.Load()
+		e.do("PATCH", path, map[string]any{"schedule": "30m"}).decode(t, http.StatusOK, &p)
+		next, _ := time.Parse(time.RFC3339, p["next_check_at"].(string))
+		if p["schedule"] != "30m" || !next.After(t0) || next.After(t0.Add(30*time.Minute)) || e.waker.n.Load() != wakes {
+			t.Errorf("after schedule PATCH: schedule %v next_check_at %v, wakes %d", p["schedule"], p["next_check_at"], e.waker.n.Load()-wakes)
+		}
+
+		// PUT replaces: omitted fields return to the defaults; a new target
+		// is checked at once.
 		var put monitorJSON
 		e.do("PUT", path, map[string]any{"target": "imaps://imap.example.com", "schedule": "1h"}).decode(t, http.StatusOK, &put)
 		if put["target"] != "imaps://imap.example.com" || put["owner"] != "" || fmt.Sprint(put["tags"]) != "[]" || put["schedule"] != "1h" {
 			t.Errorf("after PUT: %v", put)
+		}
+		if put["next_check_at"] != t0.Format(time.RFC3339) || e.waker.n.Load() != wakes+1 {
+			t.Errorf("after PUT: next_check_at %v, wakes %d; want due now and one wake", put["next_check_at"], e.waker.n.Load()-wakes)
 		}
 
 		// Pause, resume (due at once), check now.

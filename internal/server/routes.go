@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,6 +35,15 @@ func (s *Server) routes(mux *http.ServeMux, api huma.API) {
 	register(s, api, http.MethodGet, "/api/v1/events", "list-events", "List events, newest first", 0, s.listEvents)
 
 	mux.HandleFunc("/", s.unrouted(mux))
+
+	// huma documents 422 for validation; this API answers 400 instead.
+	for _, item := range api.OpenAPI().Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+			if op != nil {
+				delete(op.Responses, "422")
+			}
+		}
+	}
 }
 
 // register adds one API operation. Errors a handler returns are logged
@@ -48,7 +58,7 @@ func register[I, O any](s *Server, api huma.API, method, path, id, summary strin
 		// huma answers 413 when the body reaches the limit, so allow one
 		// byte more: a body of exactly MaxBodyBytes is accepted.
 		MaxBodyBytes: s.cfg.MaxBodyBytes + 1,
-		Errors:       []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound},
+		Errors:       errorStatuses[I](),
 	}, func(ctx context.Context, in *I) (*O, error) {
 		out, err := h(ctx, in)
 		if err == nil {
@@ -87,4 +97,14 @@ func (s *Server) unrouted(mux *http.ServeMux) http.HandlerFunc {
 		}
 		writeError(w, r, newError(http.StatusNotFound, "not_found", "no route for %s", r.URL.Path))
 	}
+}
+
+// errorStatuses are the error answers documented for an operation with
+// input I; only operations that take a body can get 413 and 415.
+func errorStatuses[I any]() []int {
+	statuses := []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound}
+	if _, ok := reflect.TypeFor[I]().FieldByName("Body"); ok {
+		statuses = append(statuses, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
+	}
+	return statuses
 }

@@ -86,13 +86,17 @@ func (s *Store) ListCertificates(ctx context.Context, f CertificateFilter) ([]Ce
 		args = append(args, a...)
 	}
 	q := `SELECT c.sha256, c.der, c.info, c.not_after, c.first_seen FROM certificates c`
+	// Ordered by the key of the table driving the scan, so that it is
+	// read in order instead of sorted.
+	key := `c.sha256`
 	if f.TeamID != 0 {
 		q = `SELECT c.sha256, c.der, c.info, c.not_after, t.first_seen
 			FROM certificates c JOIN team_certificates t ON t.sha256 = c.sha256`
+		key = `t.sha256`
 		add(`t.team_id = ?`, f.TeamID)
 	}
 	if f.After != "" {
-		add(`c.sha256 > ?`, f.After)
+		add(key+` > ?`, f.After)
 	}
 	if f.ExpiringWithin > 0 {
 		add(`c.not_after <= ?`, ms(now.Add(f.ExpiringWithin)))
@@ -117,7 +121,7 @@ func (s *Store) ListCertificates(ctx context.Context, f CertificateFilter) ([]Ce
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	limit := pageLimit(f.Limit)
-	q += ` ORDER BY c.sha256 LIMIT ?`
+	q += ` ORDER BY ` + key + ` LIMIT ?`
 	args = append(args, limit+1)
 	rows, err := s.rdb.QueryContext(ctx, s.rebind(q), args...)
 	if err != nil {

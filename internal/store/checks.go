@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -54,11 +55,65 @@ func (s *Store) ClaimDue(ctx context.Context, owner string, pools []string, now 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: claim due checks: %w", err)
 	}
+	rows.Close()
+	if err := s.loadResults(ctx, claims); err != nil {
+		// The leases are taken; they lapse at their expiry.
+		return nil, fmt.Errorf("store: claim due checks: %w", err)
+	}
 	// RETURNING has no order.
 	slices.SortFunc(claims, func(a, b Claim) int {
 		return cmp.Or(a.Slot.Compare(b.Slot), cmp.Compare(a.Monitor.ID, b.Monitor.ID))
 	})
 	return claims, nil
+}
+
+// loadResults fills the claims' previous results. It runs after the claim
+// commits, which is safe: only a lease holder writes a result, and the
+// leases are now ours.
+func (s *Store) loadResults(ctx context.Context, claims []Claim) error {
+	if len(claims) == 0 {
+		return nil
+	}
+	byID := make(map[int64]*Claim, len(claims))
+	ids := make([]any, len(claims))
+	for i := range claims {
+		byID[claims[i].Monitor.ID] = &claims[i]
+		ids[i] = claims[i].Monitor.ID
+	}
+	for len(ids) > 0 {
+		n := min(len(ids), chunkRows(1))
+		rows, err := s.rdb.QueryContext(ctx, s.rebind(`SELECT monitor_id, result FROM monitor_results
+			WHERE monitor_id IN (`+placeholders(n)+`)`), ids[:n]...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				id     int64
+				result sql.NullString
+			)
+			if err := rows.Scan(&id, &result); err != nil {
+				rows.Close()
+				return err
+			}
+			if c := byID[id]; c != nil {
+				m := MonitorWithState{Monitor: c.Monitor, State: c.State}
+				if err := setResult(&m, result); err != nil {
+					rows.Close()
+					return err
+				}
+				c.State.Result = m.State.Result
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
 }
 
 // ExtendLease pushes a claim's lease out (long checks).
@@ -87,20 +142,25 @@ func (s *Store) ReleaseClaims(ctx context.Context, owner string) error {
 	return nil
 }
 
-// stateArgs are one record's values for the state update's VALUES rows; encoded before the
-// transaction starts so the single SQLite writer is held for less time.
-func stateArgs(r CheckRecord) ([]any, error) {
-	var result any
-	if r.State.Result != nil {
-		b, err := json.Marshal(r.State.Result)
-		if err != nil {
-			return nil, fmt.Errorf("monitor %d result: %w", r.Claim.Monitor.ID, err)
-		}
-		result = string(b)
-	}
-	return []any{r.Claim.Monitor.ID, r.Claim.Owner, ms(r.Claim.Slot), string(r.State.Status), result,
+// stateArgs are one record's values for the state update's VALUES rows.
+func stateArgs(r CheckRecord) []any {
+	return []any{r.Claim.Monitor.ID, r.Claim.Owner, ms(r.Claim.Slot), string(r.State.Status),
 		r.State.LeafSHA256, msOrNull(r.State.LeafExpires), msOrNull(r.State.LastCheckAt),
-		ms(r.State.NextCheckAt), r.State.Failures}, nil
+		ms(r.State.NextCheckAt), r.State.Failures}
+}
+
+// encodeResult is a record's result as stored, nil for none. It runs
+// before the transaction starts so the single SQLite writer is held for
+// less time.
+func encodeResult(r CheckRecord) (any, error) {
+	if r.State.Result == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(r.State.Result)
+	if err != nil {
+		return nil, fmt.Errorf("monitor %d result: %w", r.Claim.Monitor.ID, err)
+	}
+	return string(b), nil
 }
 
 // RecordChecks writes check outcomes in one transaction. A record whose
@@ -111,11 +171,23 @@ func (s *Store) RecordChecks(ctx context.Context, recs []CheckRecord) (lost []in
 		return nil, nil
 	}
 	args := make([][]any, len(recs))
+	results := make([]any, len(recs))
 	for i, r := range recs {
-		if args[i], err = stateArgs(r); err != nil {
+		args[i] = stateArgs(r)
+		if results[i], err = encodeResult(r); err != nil {
 			return nil, fmt.Errorf("store: record checks: %w", err)
 		}
 	}
+	// Rows are written in monitor order, so that two PostgreSQL replicas
+	// whose batches overlap (a stale claim) lock them in the same order
+	// instead of deadlocking.
+	order := make([]int, len(recs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmp.Compare(recs[a].Claim.Monitor.ID, recs[b].Claim.Monitor.ID)
+	})
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("store: record checks: %w", err)
@@ -123,16 +195,41 @@ func (s *Store) RecordChecks(ctx context.Context, recs []CheckRecord) (lost []in
 	defer tx.Rollback()
 
 	accepted := make([]bool, len(recs))
-	if err := s.updateStates(ctx, tx, recs, args, accepted); err != nil {
+	if err := s.updateStates(ctx, tx, recs, order, args, accepted); err != nil {
 		return nil, fmt.Errorf("store: record checks: %w", err)
 	}
-	var won []CheckRecord
+	var (
+		won         []CheckRecord
+		resultRows  [][]any
+		resultsGone []any
+	)
 	for i, ok := range accepted {
-		if ok {
-			won = append(won, recs[i])
-		} else {
+		if !ok {
 			lost = append(lost, i)
 		}
+	}
+	for _, i := range order {
+		switch {
+		case !accepted[i]:
+			continue
+		case results[i] != nil:
+			resultRows = append(resultRows, []any{recs[i].Claim.Monitor.ID, results[i]})
+		default:
+			resultsGone = append(resultsGone, recs[i].Claim.Monitor.ID)
+		}
+		won = append(won, recs[i])
+	}
+	if err := s.insertRows(ctx, tx, `INSERT INTO monitor_results (monitor_id, result)`,
+		` ON CONFLICT (monitor_id) DO UPDATE SET result = excluded.result`, 2, resultRows); err != nil {
+		return nil, fmt.Errorf("store: record checks: results: %w", err)
+	}
+	for len(resultsGone) > 0 {
+		n := min(len(resultsGone), chunkRows(1))
+		if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM monitor_results WHERE monitor_id IN (`+placeholders(n)+`)`),
+			resultsGone[:n]...); err != nil {
+			return nil, fmt.Errorf("store: record checks: results: %w", err)
+		}
+		resultsGone = resultsGone[n:]
 	}
 	if err := s.writeChanges(ctx, tx, won); err != nil {
 		return nil, fmt.Errorf("store: record checks: %w", err)
@@ -145,31 +242,33 @@ func (s *Store) RecordChecks(ctx context.Context, recs []CheckRecord) (lost []in
 
 // updateStates writes the state rows whose claims still hold, in few
 // multi-row statements (one round trip per chunk on PostgreSQL), and marks
-// those in accepted. The unchanged-check hot path is this one statement.
-func (s *Store) updateStates(ctx context.Context, tx querier, recs []CheckRecord, args [][]any, accepted []bool) error {
+// those in accepted. With the results upsert, this is all an unchanged
+// check writes.
+func (s *Store) updateStates(ctx context.Context, tx querier, recs []CheckRecord, order []int, args [][]any, accepted []bool) error {
 	// Types of the VALUES columns, which the first row casts to.
-	types := []string{"BIGINT", "TEXT", "BIGINT", "TEXT", "TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT", "INTEGER"}
+	types := []string{"BIGINT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT", "INTEGER"}
 	per := chunkRows(len(types))
-	for start := 0; start < len(recs); {
+	for start := 0; start < len(order); {
 		// A chunk holds each monitor once: a joined UPDATE applies one
-		// source row per target row. A repeat waits for the next chunk,
-		// where the first write has already cleared the lease.
-		end, seen := start, map[int64]bool{}
-		for end < len(recs) && end-start < per && !seen[recs[end].Claim.Monitor.ID] {
-			seen[recs[end].Claim.Monitor.ID] = true
+		// source row per target row. A repeat (sorted next to the first)
+		// waits for the next chunk, where the first write has already
+		// cleared the lease.
+		end := start + 1
+		for end < len(order) && end-start < per &&
+			recs[order[end]].Claim.Monitor.ID != recs[order[end-1]].Claim.Monitor.ID {
 			end++
 		}
-		q := `WITH v (mid, owner, slot, status, result, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures)
+		q := `WITH v (mid, owner, slot, status, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures)
 			AS (VALUES ` + valuesRows(end-start, types) + `)
-		UPDATE monitors SET status = v.status, result = v.result, leaf_sha256 = v.leaf_sha256,
+		UPDATE monitors SET status = v.status, leaf_sha256 = v.leaf_sha256,
 			leaf_expires = v.leaf_expires, last_check_at = v.last_check_at, next_check_at = v.next_check_at,
 			failures = v.failures, lease_owner = NULL, lease_until = NULL
 		FROM v
 		WHERE monitors.id = v.mid AND monitors.lease_owner = v.owner AND monitors.next_check_at = v.slot
 		RETURNING id`
 		flat := make([]any, 0, (end-start)*len(types))
-		for _, a := range args[start:end] {
-			flat = append(flat, a...)
+		for _, i := range order[start:end] {
+			flat = append(flat, args[i]...)
 		}
 		rows, err := tx.QueryContext(ctx, s.rebind(q), flat...)
 		if err != nil {
@@ -190,12 +289,17 @@ func (s *Store) updateStates(ctx context.Context, tx querier, recs []CheckRecord
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for i := start; i < end; i++ {
+		for _, i := range order[start:end] {
 			accepted[i] = updated[recs[i].Claim.Monitor.ID]
 		}
 		start = end
 	}
 	return nil
+}
+
+type teamCert struct {
+	team   int64
+	sha256 string
 }
 
 // writeChanges appends what accepted records bring besides their state:
@@ -210,7 +314,7 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 		history   [][]any
 		events    [][]any
 		seenCert  = map[string]bool{}
-		seenTeam  = map[string]bool{}
+		seenTeam  = map[teamCert]bool{}
 	)
 	now := ms(s.now())
 	for _, r := range recs {
@@ -230,9 +334,13 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 				if err != nil {
 					return fmt.Errorf("certificate %s: %w", c.SHA256, err)
 				}
-				certs = append(certs, []any{c.SHA256, c.DER, string(info), ms(c.NotAfter), c.Info.Issuer, c.Info.KeyType, first})
+				der := c.DER
+				if der == nil {
+					der = []byte{} // NOT NULL
+				}
+				certs = append(certs, []any{c.SHA256, der, string(info), ms(c.NotAfter), c.Info.Issuer, c.Info.KeyType, first})
 			}
-			if k := fmt.Sprint(team, "/", c.SHA256); !seenTeam[k] {
+			if k := (teamCert{team, c.SHA256}); !seenTeam[k] {
 				seenTeam[k] = true
 				teamCerts = append(teamCerts, []any{team, c.SHA256, first})
 			}
@@ -269,6 +377,11 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 			events = append(events, row)
 		}
 	}
+	// Shared keys in a fixed order, as above.
+	slices.SortFunc(certs, func(a, b []any) int { return cmp.Compare(a[0].(string), b[0].(string)) })
+	slices.SortFunc(teamCerts, func(a, b []any) int {
+		return cmp.Or(cmp.Compare(a[0].(int64), b[0].(int64)), cmp.Compare(a[1].(string), b[1].(string)))
+	})
 	if err := s.insertRows(ctx, tx, `INSERT INTO certificates (sha256, der, info, not_after, issuer, key_type, first_seen)`,
 		` ON CONFLICT (sha256) DO NOTHING`, 7, certs); err != nil {
 		return fmt.Errorf("certificates: %w", err)

@@ -160,6 +160,26 @@ func TestRecordChecksLostClaims(t *testing.T) {
 		if lost := record(t, s, win); len(lost) != 1 {
 			t.Errorf("second record of one claim: lost %v", lost)
 		}
+		// A stale and a live record of one monitor in one batch: the live
+		// one wins wherever it stands.
+		at := t0.Add(2 * time.Hour)
+		old := claimAll(t, s, "r3", at)
+		live := claimAll(t, s, "r4", at.Add(2*time.Minute))
+		if len(old) != 2 || len(live) != 2 {
+			t.Fatalf("claims %v %v", claimedIDs(old), claimedIDs(live))
+		}
+		batch := []CheckRecord{
+			checked(live[0], at, assess.OK, "cc", t0.AddDate(1, 0, 0)),
+			checked(old[0], at, assess.Critical, "dd", t0.AddDate(1, 0, 0)),
+			checked(old[1], at, assess.Critical, "dd", t0.AddDate(1, 0, 0)),
+			checked(live[1], at, assess.OK, "cc", t0.AddDate(1, 0, 0)),
+		}
+		if lost := record(t, s, batch...); !slices.Equal(lost, []int{1, 2}) {
+			t.Errorf("mixed batch lost %v, want [1 2]", lost)
+		}
+		if got, _ := s.GetMonitor(ctx, DefaultTeamID, m.ID); got.State.LeafSHA256 != "cc" {
+			t.Errorf("mixed batch left leaf %q", got.State.LeafSHA256)
+		}
 	})
 }
 

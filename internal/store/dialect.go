@@ -166,6 +166,12 @@ func mapErr(err error) error {
 	return err
 }
 
+// isBusy tells a SQLite "database is locked" error.
+func isBusy(err error) bool {
+	var lite *sqlite.Error
+	return errors.As(err, &lite) && lite.Code()&0xff == sqlite3.SQLITE_BUSY
+}
+
 // Times are BIGINT unix milliseconds UTC on both engines: the same code
 // compares and orders them, and no driver converts time zones.
 

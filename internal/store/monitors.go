@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,33 @@ const defaultPool = "cloud"
 // monitorCols are read by scanMonitor, in its order.
 const monitorCols = `id, team_id, target, protocol, sni, schedule, warn_days, crit_days, tags, owner,
 	recipients, agent_pool, ca_pem, paused, created_at, updated_at,
-	status, result, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures`
+	status, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures`
+
+// monitorFrom selects monitorCols and the last result (see scanFull).
+const monitorFrom = `SELECT ` + monitorCols + `, result
+	FROM monitors LEFT JOIN monitor_results ON monitor_results.monitor_id = monitors.id`
+
+// scanFull reads a row of monitorFrom.
+func scanFull(r rowScanner) (MonitorWithState, error) {
+	var result sql.NullString
+	m, err := scanMonitor(r, &result)
+	if err != nil {
+		return m, err
+	}
+	return m, setResult(&m, result)
+}
+
+// setResult decodes a stored result; NULL is "never checked".
+func setResult(m *MonitorWithState, result sql.NullString) error {
+	if !result.Valid {
+		return nil
+	}
+	m.State.Result = new(assess.Result)
+	if err := json.Unmarshal([]byte(result.String), m.State.Result); err != nil {
+		return fmt.Errorf("monitor %d result: %w", m.ID, err)
+	}
+	return nil
+}
 
 // scanMonitor reads monitorCols, then extra destinations.
 func scanMonitor(r rowScanner, extra ...any) (MonitorWithState, error) {
@@ -26,14 +53,13 @@ func scanMonitor(r rowScanner, extra ...any) (MonitorWithState, error) {
 		m                  MonitorWithState
 		tags, recipients   string
 		status             string
-		result             sql.NullString
 		created, updated   int64
 		next               int64
 		leafExp, lastCheck sql.NullInt64
 	)
 	dest := []any{&m.ID, &m.TeamID, &m.Target, &m.Protocol, &m.SNI, &m.Schedule, &m.WarnDays, &m.CritDays,
 		&tags, &m.Owner, &recipients, &m.AgentPool, &m.CAPEM, &m.Paused, &created, &updated,
-		&status, &result, &m.State.LeafSHA256, &leafExp, &lastCheck, &next, &m.State.Failures}
+		&status, &m.State.LeafSHA256, &leafExp, &lastCheck, &next, &m.State.Failures}
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return m, err
 	}
@@ -42,12 +68,6 @@ func scanMonitor(r rowScanner, extra ...any) (MonitorWithState, error) {
 	}
 	if err := json.Unmarshal([]byte(recipients), &m.Recipients); err != nil {
 		return m, fmt.Errorf("monitor %d recipients: %w", m.ID, err)
-	}
-	if result.Valid {
-		m.State.Result = new(assess.Result)
-		if err := json.Unmarshal([]byte(result.String), m.State.Result); err != nil {
-			return m, fmt.Errorf("monitor %d result: %w", m.ID, err)
-		}
 	}
 	m.CreatedAt, m.UpdatedAt = fromMS(created), fromMS(updated)
 	m.State.MonitorID = m.ID
@@ -70,7 +90,7 @@ func normalize(m *Monitor) {
 	// Deduplicated: the tag rows' key is (tag, monitor).
 	tags := make([]string, 0, len(m.Tags))
 	for _, t := range m.Tags {
-		if t != "" && !contains(tags, t) {
+		if t != "" && !slices.Contains(tags, t) {
 			tags = append(tags, t)
 		}
 	}
@@ -78,15 +98,6 @@ func normalize(m *Monitor) {
 	if m.Recipients == nil {
 		m.Recipients = []string{}
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func encodeStrings(v []string) (string, error) {
@@ -109,10 +120,18 @@ func editable(m Monitor) ([]any, error) {
 		return nil, err
 	}
 	return []any{m.Target, m.Protocol, m.SNI, m.Schedule, m.WarnDays, m.CritDays, tags, m.Owner,
-		recipients, m.AgentPool, m.CAPEM}, nil
+		recipients, m.AgentPool, m.CAPEM, searchText(m)}, nil
 }
 
-const monitorEditCols = `target, protocol, sni, schedule, warn_days, crit_days, tags, owner, recipients, agent_pool, ca_pem`
+const monitorEditCols = `target, protocol, sni, schedule, warn_days, crit_days, tags, owner, recipients, agent_pool, ca_pem, search`
+
+// searchText is what the text filter matches: target, owner and tags,
+// lowercased once here (and the pattern in ListMonitors) rather than with
+// lower() on every row of every search, which both engines would do
+// slightly differently.
+func searchText(m Monitor) string {
+	return strings.ToLower(strings.Join(append([]string{m.Target, m.Owner}, m.Tags...), "\n"))
+}
 
 // CreateMonitor inserts m (ID, times filled) with its state row due at
 // firstCheck, and returns it.
@@ -133,7 +152,7 @@ func (s *Store) CreateMonitor(ctx context.Context, m Monitor, firstCheck time.Ti
 	args = append(args, m.TeamID, m.Paused, ms(now), ms(now), ms(firstCheck))
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return Monitor{}, err
+		return Monitor{}, fmt.Errorf("store: monitor: %w", err)
 	}
 	defer tx.Rollback()
 	q := `INSERT INTO monitors (` + monitorEditCols + `, team_id, paused, created_at, updated_at, next_check_at)
@@ -161,8 +180,7 @@ func (s *Store) insertTags(ctx context.Context, q querier, id int64, tags []stri
 // GetMonitor returns a monitor with its state; ErrNotFound if absent or
 // in another team.
 func (s *Store) GetMonitor(ctx context.Context, teamID, id int64) (MonitorWithState, error) {
-	q := `SELECT ` + monitorCols + ` FROM monitors WHERE id = ? AND team_id = ?`
-	m, err := scanMonitor(s.rdb.QueryRowContext(ctx, s.rebind(q), id, teamID))
+	m, err := scanFull(s.rdb.QueryRowContext(ctx, s.rebind(monitorFrom+` WHERE id = ? AND team_id = ?`), id, teamID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, fmt.Errorf("store: monitor %d: %w", id, ErrNotFound)
 	}
@@ -194,7 +212,7 @@ func (s *Store) UpdateMonitor(ctx context.Context, m Monitor, reschedule time.Ti
 	args = append(args, m.ID, m.TeamID)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return Monitor{}, err
+		return Monitor{}, fmt.Errorf("store: monitor: %w", err)
 	}
 	defer tx.Rollback()
 	q := `UPDATE monitors SET ` + set + ` WHERE id = ? AND team_id = ? RETURNING ` + monitorCols
@@ -219,7 +237,7 @@ func (s *Store) UpdateMonitor(ctx context.Context, m Monitor, reschedule time.Ti
 
 // DeleteMonitor removes a monitor, its state and history (events stay).
 func (s *Store) DeleteMonitor(ctx context.Context, teamID, id int64) error {
-	// Tags, history and where-used rows go by ON DELETE CASCADE.
+	// Result, tags, history and where-used rows go by ON DELETE CASCADE.
 	return s.updateOne(ctx, "delete monitor", id, `DELETE FROM monitors WHERE id = ? AND team_id = ?`, id, teamID)
 }
 
@@ -282,9 +300,7 @@ func (s *Store) ListMonitors(ctx context.Context, f ListFilter) ([]MonitorWithSt
 		add(`id IN (SELECT monitor_id FROM monitor_tags WHERE tag = ?)`, f.Tag)
 	}
 	if f.Text != "" {
-		p := containsPattern(f.Text)
-		add(`(lower(target) LIKE lower(?) ESCAPE '\' OR lower(owner) LIKE lower(?) ESCAPE '\'
-			OR id IN (SELECT monitor_id FROM monitor_tags WHERE lower(tag) LIKE lower(?) ESCAPE '\'))`, p, p, p)
+		add(`search LIKE ? ESCAPE '\'`, containsPattern(strings.ToLower(f.Text)))
 	}
 	if f.ExpiringWithin > 0 {
 		now := f.Now
@@ -300,7 +316,7 @@ func (s *Store) ListMonitors(ctx context.Context, f ListFilter) ([]MonitorWithSt
 		add(`id > ?`, f.After)
 	}
 	limit := pageLimit(f.Limit)
-	q := `SELECT ` + monitorCols + ` FROM monitors`
+	q := monitorFrom
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
@@ -314,7 +330,7 @@ func (s *Store) ListMonitors(ctx context.Context, f ListFilter) ([]MonitorWithSt
 	defer rows.Close()
 	out := make([]MonitorWithState, 0, limit)
 	for rows.Next() {
-		m, err := scanMonitor(rows)
+		m, err := scanFull(rows)
 		if err != nil {
 			return nil, 0, fmt.Errorf("store: list monitors: %w", err)
 		}

@@ -121,7 +121,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	// One writer connection serializes writes in this process, so they
 	// queue in database/sql instead of failing with SQLITE_BUSY; BEGIN
 	// IMMEDIATE takes the write lock up front for the same reason.
-	dsn := path + "?" + sqliteParams + "&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"
+	dsn := path + "?" + sqliteParams + "&_synchronous=NORMAL&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open SQLite %s: %w", path, err)
@@ -129,11 +129,35 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
-	if err := db.PingContext(ctx); err != nil {
+	if err := useWAL(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open SQLite %s: %w", path, err)
 	}
 	return &Store{db: db, engine: SQLite}, nil
+}
+
+// useWAL switches the file to WAL, which then sticks to the file. The
+// switch needs the file to itself and does not wait for a busy timeout, so
+// it is retried while another process opens the same file.
+func useWAL(ctx context.Context, db *sql.DB) error {
+	for attempt := 0; ; attempt++ {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return fmt.Errorf("journal mode is %q, not WAL", mode)
+			}
+			return nil
+		}
+		if !isBusy(err) || attempt == 100 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func openSQLiteReader(ctx context.Context, path string) (*sql.DB, error) {

@@ -2,21 +2,16 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/certmon/certmon/internal/assess"
+	"github.com/certmon/certmon/internal/store/storetest"
 )
 
 // The suite runs every test on SQLite in t.TempDir() and, when
@@ -43,41 +38,7 @@ func forEachEngine(t *testing.T, fn func(t *testing.T, s *Store)) {
 // directory, or a new PostgreSQL schema dropped at cleanup.
 func testDSN(tb testing.TB, e Engine) string {
 	tb.Helper()
-	if e == SQLite {
-		return filepath.Join(tb.TempDir(), "data", "certmon.db")
-	}
-	base := os.Getenv("CERTMON_TEST_POSTGRES")
-	if base == "" {
-		if os.Getenv("CERTMON_REQUIRE_POSTGRES") == "1" {
-			tb.Fatal("CERTMON_REQUIRE_POSTGRES=1 but CERTMON_TEST_POSTGRES is not set")
-		}
-		tb.Skip("CERTMON_TEST_POSTGRES not set: PostgreSQL store tests skipped")
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	schema := "t_" + hex.EncodeToString(b)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		admin.Close()
-		tb.Fatalf("create test schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
-			tb.Errorf("drop test schema: %v", err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return storetest.DSN(tb, string(e))
 }
 
 func openTest(tb testing.TB, dsn string) *Store {
