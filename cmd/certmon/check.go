@@ -170,7 +170,9 @@ func runCheck(ctx context.Context, f *checkFlags, args []string, stdout, stderr 
 	}
 
 	fetcher := revocation.NewFetcher(revocation.Options{Timeout: f.timeout})
-	acfg := assess.Config{Roots: roots, Issuers: fetcher}
+	// A small verification cache: it pays off for chains many targets
+	// share; a long list of distinct chains must not grow memory.
+	acfg := assess.Config{Roots: roots, Issuers: fetcher, CacheSize: 1000}
 	if f.revocation == "auto" {
 		acfg.Revocation = fetcher
 	}

@@ -215,7 +215,7 @@ func (a *Assessor) judgeChain(ctx context.Context, j *judgement, obs *probe.Obse
 	sums, key := chainSums(obs.Chain)
 	p, v := a.cache.lookup(key)
 	if p == nil {
-		p = parseChain(obs.Chain, sums)
+		p = parseChain(obs.Chain, sums, obs.Parsed)
 	}
 	for i, d := range p.desc {
 		d.SANs = slices.Clone(d.SANs) // results must not share the cached slice
@@ -264,16 +264,16 @@ func (a *Assessor) judgeChain(ctx context.Context, j *judgement, obs *probe.Obse
 				Message: "server omits intermediate certificates (" + missing(p, v.path) + "); the chain was completed via AIA, which many clients do not do"})
 		}
 	case selfSigned:
-		judged, weak = p.linked, p.linked
+		judged, weak = p.linked(), p.linked()
 		j.Verification.ChainComplete = true
 		j.add(Problem{Code: CodeSelfSigned, Severity: SeverityCritical,
 			Message: fmt.Sprintf("certificate %s is self-signed and not trusted", name(leaf))})
 	default:
-		judged, weak = p.linked, p.linked
-		top := p.linked[len(p.linked)-1]
+		judged, weak = p.linked(), p.linked()
+		top := p.linked()[len(p.linked())-1]
 		if p.isSelf(top) {
 			// Nothing is missing; the root is just not trusted.
-			weak = p.linked[:len(p.linked)-1]
+			weak = p.linked()[:len(p.linked())-1]
 			j.Verification.ChainComplete = true
 		}
 		j.add(Problem{Code: CodeUntrusted, Severity: SeverityCritical, Message: v.reason})
@@ -308,7 +308,7 @@ func (a *Assessor) judgeChain(ctx context.Context, j *judgement, obs *probe.Obse
 // checkRevocation asks the RevocationChecker about the leaf.
 func (a *Assessor) checkRevocation(ctx context.Context, j *judgement, obs *probe.Observation, v *verdict, p *parsedChain, now time.Time) {
 	leaf := p.leaf()
-	path := p.linked
+	path := p.linked()
 	if v.trusted {
 		path = v.path
 	}

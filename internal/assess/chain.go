@@ -24,9 +24,12 @@ type parsedChain struct {
 	// desc describes each certificate; DaysLeft is filled per assessment.
 	desc       []Certificate
 	selfSigned []bool
-	// linked is the leaf followed by the sent certificates that chain from
-	// it by issuer and signature: what is judged when trust fails.
-	linked []*x509.Certificate
+	// path is the leaf followed by the sent certificates that chain from
+	// it by issuer and signature: what is judged when trust fails. It costs
+	// signature checks that x509.Verify repeats, so it is computed only on
+	// the paths that need it.
+	pathOnce sync.Once
+	path     []*x509.Certificate
 
 	// lint holds the linter's findings on the leaf, computed on first use
 	// (zlint takes milliseconds; its findings do not depend on the time).
@@ -40,7 +43,9 @@ func (p *parsedChain) lintLeaf(linter func(*x509.Certificate) []Problem) []Probl
 	return p.lint
 }
 
-func parseChain(ders [][]byte, sums [][32]byte) *parsedChain {
+// parseChain parses the chain; parsed, when it holds the same number of
+// certificates, is crypto/tls's parse of it and is used instead.
+func parseChain(ders [][]byte, sums [][32]byte, parsed []*x509.Certificate) *parsedChain {
 	p := &parsedChain{
 		certs:      make([]*x509.Certificate, len(ders)),
 		errs:       make([]error, len(ders)),
@@ -48,7 +53,11 @@ func parseChain(ders [][]byte, sums [][32]byte) *parsedChain {
 		selfSigned: make([]bool, len(ders)),
 	}
 	for i, der := range ders {
-		p.certs[i], p.errs[i] = x509.ParseCertificate(der)
+		if len(parsed) == len(ders) && parsed[i] != nil && bytes.Equal(parsed[i].Raw, der) {
+			p.certs[i] = parsed[i]
+		} else {
+			p.certs[i], p.errs[i] = x509.ParseCertificate(der)
+		}
 		if p.errs[i] != nil {
 			p.certs[i] = nil
 		} else {
@@ -56,10 +65,17 @@ func parseChain(ders [][]byte, sums [][32]byte) *parsedChain {
 		}
 		p.desc[i] = describe(p.certs[i], sums[i], p.selfSigned[i])
 	}
-	if p.certs[0] != nil {
-		p.linked = p.link()
-	}
 	return p
+}
+
+// linked returns the leaf and the sent certificates chaining from it.
+func (p *parsedChain) linked() []*x509.Certificate {
+	p.pathOnce.Do(func() {
+		if p.certs[0] != nil {
+			p.path = p.link()
+		}
+	})
+	return p.path
 }
 
 // leaf returns the first certificate, nil if it did not parse.

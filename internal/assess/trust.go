@@ -90,13 +90,13 @@ func (a *Assessor) verify(ctx context.Context, p *parsedChain, t time.Time) *ver
 		return v
 	}
 
-	if from, until := validity(p.linked); !from.After(until) && (t.Before(from) || t.After(until)) {
+	if from, until := validity(p.linked()); !from.After(until) && (t.Before(from) || t.After(until)) {
 		if chains, err := a.verifyAt(leaf, inter, clamp(t, from, until)); err == nil {
 			return &verdict{trusted: true, path: shortest(chains), from: t.Add(-shortTTL), until: t.Add(shortTTL)}
 		}
 	}
 
-	top := p.linked[len(p.linked)-1]
+	top := p.linked()[len(p.linked())-1]
 	var aiaErr error
 	if a.cfg.Issuers != nil {
 		for depth := 0; depth < maxAIADepth && !p.isSelf(top); depth++ {

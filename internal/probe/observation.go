@@ -2,6 +2,7 @@ package probe
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"time"
 
@@ -20,6 +21,9 @@ type Observation struct {
 
 	// Chain is the DER certificates in the order the server sent them.
 	Chain [][]byte `json:"chain,omitempty"`
+	// Parsed is crypto/tls's parse of Chain after a complete handshake, so
+	// it is not parsed twice; never serialised (agents send DER).
+	Parsed []*x509.Certificate `json:"-"`
 	// OCSPStaple is the stapled OCSP response, if any.
 	OCSPStaple []byte `json:"ocsp_staple,omitempty"`
 	// Version and CipherSuite are the negotiated values; 0 when the

@@ -189,7 +189,7 @@ func (p *Prober) once(parent context.Context, req Request) *Observation {
 		MaxVersion:         p.opts.MaxVersion,
 		// Offer every suite Go implements, insecure ones too, so weak
 		// servers are observed rather than unreachable.
-		CipherSuites: allCipherSuites(),
+		CipherSuites: offeredCipherSuites,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) > MaxChainCerts {
 				return fmt.Errorf("server sent %d certificates, more than the limit of %d", len(raw), MaxChainCerts)
@@ -223,6 +223,7 @@ func (p *Prober) once(parent context.Context, req Request) *Observation {
 	obs.Version = st.Version
 	obs.CipherSuite = st.CipherSuite
 	obs.OCSPStaple = st.OCSPResponse
+	obs.Parsed = st.PeerCertificates
 	if obs.ClientAuthRequested && p.opts.ClientCertificate == nil && st.Version == tls.VersionTLS13 {
 		// In TLS 1.3 a server that requires a certificate rejects us only
 		// after our Finished; read briefly to learn whether it did.
@@ -287,6 +288,9 @@ func cloneChain(raw [][]byte) [][]byte {
 	}
 	return out
 }
+
+// offeredCipherSuites is read-only after init.
+var offeredCipherSuites = allCipherSuites()
 
 func allCipherSuites() []uint16 {
 	var ids []uint16

@@ -347,7 +347,7 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 		}
 		if prev, cur := r.Claim.State.LeafSHA256, r.State.LeafSHA256; cur != prev {
 			if prev != "" {
-				closeUses = append(closeUses, []any{r.Claim.Monitor.ID, cur, at})
+				closeUses = append(closeUses, []any{r.Claim.Monitor.ID, prev, at})
 			}
 			if cur != "" {
 				openUses = append(openUses, []any{r.Claim.Monitor.ID, team, cur, at})
@@ -408,8 +408,9 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 	return nil
 }
 
-// closeUses stamps last_seen on the uses a monitor no longer serves: every
-// open one except its new leaf. rows are (monitor_id, new leaf, at).
+// closeUses stamps last_seen on the use of the leaf a monitor no longer
+// serves; rows are (monitor_id, previous leaf, at). The open use is always
+// the state's leaf, so this is a primary key lookup.
 func (s *Store) closeUses(ctx context.Context, tx querier, rows [][]any) error {
 	types := []string{"BIGINT", "TEXT", "BIGINT"}
 	for len(rows) > 0 {
@@ -417,8 +418,8 @@ func (s *Store) closeUses(ctx context.Context, tx querier, rows [][]any) error {
 		q := `WITH v (mid, sha256, at) AS (VALUES ` + valuesRows(n, types) + `)
 			UPDATE monitor_certificates SET last_seen = v.at
 			FROM v
-			WHERE monitor_certificates.monitor_id = v.mid AND monitor_certificates.last_seen IS NULL
-				AND monitor_certificates.sha256 <> v.sha256`
+			WHERE monitor_certificates.monitor_id = v.mid AND monitor_certificates.sha256 = v.sha256
+				AND monitor_certificates.last_seen IS NULL`
 		var flat []any
 		for _, r := range rows[:n] {
 			flat = append(flat, r...)
