@@ -124,6 +124,11 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 	}
 	defer st.Close()
 
+	if n, err := st.ReleaseStaleClaims(ctx); err != nil {
+		return &exitError{code: 1, err: err}
+	} else if n > 0 {
+		log.Info("released checks claimed by a previous run that did not stop cleanly", "count", n)
+	}
 	adminToken, err := bootstrapToken(ctx, st, cfg.BootstrapToken)
 	if err != nil {
 		return &exitError{code: 1, err: err}

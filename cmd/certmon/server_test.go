@@ -163,7 +163,9 @@ func TestServerFirstStartAndRestart(t *testing.T) {
 	defer cancel2()
 	out2 := &syncBuffer{}
 	done2 := make(chan int, 1)
-	go func() { done2 <- run(ctx2, []string{"server", "--listen", "127.0.0.1:0", "--data", dir}, out2, io.Discard) }()
+	go func() {
+		done2 <- run(ctx2, []string{"server", "--listen", "127.0.0.1:0", "--data", dir}, out2, io.Discard)
+	}()
 	c.base = waitOutput(t, out2, listenRe)
 	if strings.Contains(out2.String(), "admin API token") {
 		t.Error("a second admin token was printed on restart")

@@ -113,10 +113,14 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	jobs := make(chan store.Claim)
+	// Up to Batch claimed checks wait for a worker beyond those running:
+	// enough to claim in batches, few enough that a lease (minutes) never
+	// lapses while its check waits.
+	slots := s.cfg.Workers + s.cfg.Batch
+	jobs := make(chan store.Claim, slots)
 	done := make(chan store.CheckRecord, s.cfg.Workers)
-	free := make(chan struct{}, s.cfg.Workers)
-	for range s.cfg.Workers {
+	free := make(chan struct{}, slots)
+	for range slots {
 		free <- struct{}{}
 	}
 	var workers sync.WaitGroup
@@ -170,8 +174,6 @@ func (s *Scheduler) claimLoop(ctx context.Context, jobs chan<- store.Claim, free
 		case <-s.wake:
 		}
 		for {
-			// Claim only as many as there are idle workers, so a lease
-			// never ticks away while its check waits in a queue.
 			n := drain(free, s.cfg.Batch)
 			if n == 0 {
 				// Wait for a worker before asking the store again.
@@ -180,9 +182,9 @@ func (s *Scheduler) claimLoop(ctx context.Context, jobs chan<- store.Claim, free
 					return
 				case <-free:
 				}
-				// Let a few more workers finish so the store is asked
+				// Let a few more checks finish so the store is asked
 				// for a batch, not for one check at a time.
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(2 * time.Millisecond)
 				n = 1 + drain(free, s.cfg.Batch-1)
 			}
 			now := s.cfg.Now()

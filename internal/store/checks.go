@@ -142,6 +142,32 @@ func (s *Store) ReleaseClaims(ctx context.Context, owner string) error {
 	return nil
 }
 
+// CountDue counts unpaused monitors whose check is due at now, claimed or
+// not: the scheduler's backlog.
+func (s *Store) CountDue(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := s.rdb.QueryRowContext(ctx, s.rebind(`SELECT COUNT(*) FROM monitors WHERE NOT paused AND next_check_at <= ?`), ms(now)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count due: %w", err)
+	}
+	return n, nil
+}
+
+// ReleaseStaleClaims drops every lease when this process is the only one
+// that can hold any: a SQLite file has one server, so leases found at start
+// belong to a process that died, and its work need not wait out the lease.
+// On PostgreSQL other replicas may be alive; their leases expire instead.
+func (s *Store) ReleaseStaleClaims(ctx context.Context) (int64, error) {
+	if s.engine != SQLite {
+		return 0, nil
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE monitors SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL`)
+	if err != nil {
+		return 0, fmt.Errorf("store: release stale claims: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // stateArgs are one record's values for the state update's VALUES rows.
 func stateArgs(r CheckRecord) []any {
 	return []any{r.Claim.Monitor.ID, r.Claim.Owner, ms(r.Claim.Slot), string(r.State.Status),

@@ -570,3 +570,31 @@ func TestPostgresConnectionsKilled(t *testing.T) {
 		t.Errorf("claim after reconnect: %v", err)
 	}
 }
+
+func TestReleaseStaleClaims(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		for range 3 {
+			if _, err := s.CreateMonitor(ctx, Monitor{Target: "x.example", Schedule: "1h"}, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if claims, err := s.ClaimDue(ctx, "dead", []string{"cloud"}, t0, time.Hour, 10); err != nil || len(claims) != 3 {
+			t.Fatalf("claims %d, %v", len(claims), err)
+		}
+		n, err := s.ReleaseStaleClaims(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims, err := s.ClaimDue(ctx, "next", []string{"cloud"}, t0, time.Hour, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// SQLite has one server, so a restart frees the dead process's
+		// leases at once; PostgreSQL replicas may still be alive.
+		want := map[Engine]int{SQLite: 3, Postgres: 0}[s.Engine()]
+		if int(n) != want || len(claims) != want {
+			t.Errorf("%s: released %d, reclaimed %d, want %d", s.Engine(), n, len(claims), want)
+		}
+	})
+}
