@@ -20,6 +20,7 @@ type Checker interface {
 // Store is what the scheduler needs of the store.
 type Store interface {
 	ClaimDue(ctx context.Context, owner string, pools []string, now time.Time, lease time.Duration, limit int) ([]store.Claim, error)
+	LoadPrevious(ctx context.Context, claims []store.Claim) error
 	RecordChecks(ctx context.Context, recs []store.CheckRecord) ([]int, error)
 	ReleaseClaims(ctx context.Context, owner string) error
 }
@@ -189,6 +190,14 @@ func (s *Scheduler) claimLoop(ctx context.Context, jobs chan<- store.Claim, free
 			}
 			now := s.cfg.Now()
 			claims, err := s.store.ClaimDue(ctx, s.cfg.Owner, s.cfg.Pools, now, s.cfg.Lease, n)
+			if err == nil {
+				// Without its previous state a check cannot be judged as
+				// a change or not; on failure the leases simply lapse.
+				err = s.store.LoadPrevious(ctx, claims)
+				if err != nil {
+					claims = nil
+				}
+			}
 			for range n - len(claims) {
 				free <- struct{}{}
 			}

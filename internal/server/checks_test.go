@@ -49,6 +49,9 @@ func (e *env) recordCheck(t testing.TB, id int64, at time.Time, status assess.St
 	if err != nil {
 		t.Fatalf("ClaimDue: %v", err)
 	}
+	if err := e.store.LoadPrevious(ctx, claims); err != nil {
+		t.Fatalf("LoadPrevious: %v", err)
+	}
 	defer e.store.ReleaseClaims(ctx, "test")
 	sched, _ := monitor.ParseSchedule("4h")
 	for _, c := range claims {

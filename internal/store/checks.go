@@ -56,10 +56,6 @@ func (s *Store) ClaimDue(ctx context.Context, owner string, pools []string, now 
 		return nil, fmt.Errorf("store: claim due checks: %w", err)
 	}
 	rows.Close()
-	if err := s.loadResults(ctx, claims); err != nil {
-		// The leases are taken; they lapse at their expiry.
-		return nil, fmt.Errorf("store: claim due checks: %w", err)
-	}
 	// RETURNING has no order.
 	slices.SortFunc(claims, func(a, b Claim) int {
 		return cmp.Or(a.Slot.Compare(b.Slot), cmp.Compare(a.Monitor.ID, b.Monitor.ID))
@@ -67,10 +63,12 @@ func (s *Store) ClaimDue(ctx context.Context, owner string, pools []string, now 
 	return claims, nil
 }
 
-// loadResults fills the claims' previous results. It runs after the claim
-// commits, which is safe: only a lease holder writes a result, and the
-// leases are now ours.
-func (s *Store) loadResults(ctx context.Context, claims []Claim) error {
+// LoadPrevious fills the claims' previous results (State.Result), which the
+// state machine compares a new result with. It is separate from ClaimDue so
+// finding and claiming work stays a single cheap statement, and it runs
+// after the claim commits, which is safe: only a lease holder writes a
+// result, and the leases are now ours.
+func (s *Store) LoadPrevious(ctx context.Context, claims []Claim) error {
 	if len(claims) == 0 {
 		return nil
 	}

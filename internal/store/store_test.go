@@ -110,6 +110,9 @@ func claimAll(tb testing.TB, s *Store, owner string, now time.Time) []Claim {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if err := s.LoadPrevious(context.Background(), claims); err != nil {
+		tb.Fatal(err)
+	}
 	return claims
 }
 
