@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/certmon/certmon/internal/certtest"
 	"github.com/certmon/certmon/internal/checker"
 	"github.com/certmon/certmon/internal/probe"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 func newChecker(t *testing.T, ca *certtest.CA) *checker.Checker {
@@ -116,5 +118,103 @@ func TestReadTargets(t *testing.T) {
 	err := checker.ReadTargets(context.Background(), strings.NewReader(long), "t.txt", make(chan checker.Job, 1))
 	if err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Errorf("overlong line: %v", err)
+	}
+}
+
+// fakeDNS answers every A query for name with addrs, on a loopback UDP
+// port, so a real resolver path is tested without any traffic leaving.
+func fakeDNS(t *testing.T, addrs ...[4]byte) *net.Resolver {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			hdr, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: hdr.ID, Response: true, Authoritative: true})
+			b.StartQuestions()
+			b.Question(q)
+			b.StartAnswers()
+			if q.Type == dnsmessage.TypeA {
+				for _, a := range addrs {
+					b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: a})
+				}
+			}
+			msg, _ := b.Finish()
+			pc.WriteTo(msg, from)
+		}
+	}()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+}
+
+// TestAllAddresses probes every address of a name separately: two
+// "load balancer" backends on 127.0.0.1 and 127.0.0.2 serve different
+// certificates, and each gets its own result.
+func TestAllAddresses(t *testing.T) {
+	ca := certtest.NewRootCA("Root")
+	first := ca.Leaf([]string{"lb.test"})
+	second := ca.Leaf([]string{"other.test"})
+	ln1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln1.Addr().String())
+	ln2, err := net.Listen("tcp", "127.0.0.2:"+port)
+	if err != nil {
+		ln1.Close()
+		t.Skipf("cannot listen on 127.0.0.2:%s: %v", port, err)
+	}
+	for ln, leaf := range map[net.Listener]*certtest.Cert{ln1: first, ln2: second} {
+		handler := certtest.TLSHandler(&tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(leaf)}})
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go handler(c)
+			}
+		}()
+		t.Cleanup(func() { ln.Close() })
+	}
+	chk := checker.New(checker.Config{
+		Prober:       probe.New(probe.Options{Timeout: 3 * time.Second, Resolver: fakeDNS(t, [4]byte{127, 0, 0, 1}, [4]byte{127, 0, 0, 2})}),
+		Assessor:     assess.New(assess.Config{Roots: certtest.Pool(ca)}),
+		Policy:       assess.Policy{WarnDays: 30, CritDays: 7},
+		AllAddresses: true,
+		Now:          func() time.Time { return certtest.Now },
+	})
+	jobs := make(chan checker.Job, 1)
+	jobs <- checker.Job{Raw: "lb.test:" + port}
+	close(jobs)
+	got := map[string]assess.Status{}
+	err = chk.Run(context.Background(), jobs, func(r *assess.Result) error {
+		got[r.Address] = r.Status
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]assess.Status{"127.0.0.1:" + port: assess.OK, "127.0.0.2:" + port: assess.Critical}
+	if len(got) != 2 || got["127.0.0.1:"+port] != want["127.0.0.1:"+port] || got["127.0.0.2:"+port] != want["127.0.0.2:"+port] {
+		t.Errorf("results by address %v, want %v (the second backend serves a certificate for another name)", got, want)
 	}
 }
