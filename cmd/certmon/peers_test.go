@@ -2,38 +2,17 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/certmon/certmon/internal/certtest"
 )
 
 // TestCheckRealPeers runs `certmon check` end to end against the real
 // Debian daemons of ../shared/peers/peers.sh and expects each to be judged
 // as peers.json says: OK, EXPIRED or HOSTNAME_MISMATCH.
 func TestCheckRealPeers(t *testing.T) {
-	dir := os.Getenv("CERTMON_PEERS_DIR")
-	if dir == "" {
-		dir = "/tmp/certmon-peers"
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "peers.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		const msg = "real peers not running: run ../shared/peers/peers.sh and set CERTMON_PEERS_DIR"
-		if os.Getenv("CERTMON_REQUIRE_PEERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var peers []struct {
-		Name, Protocol, Address, SNI, Expected, SHA256 string
-	}
-	if err := json.Unmarshal(data, &peers); err != nil || len(peers) == 0 {
-		t.Fatalf("peers.json: %v (%d peers)", err, len(peers))
-	}
+	dir, peers := certtest.Peers(t)
 	for _, p := range peers {
 		t.Run(p.Name, func(t *testing.T) {
 			t.Parallel()

@@ -152,6 +152,21 @@ func (ca *CA) Intermediate(name string, opts ...Option) *CA {
 // Leaf issues a server certificate for the given DNS names (or IPs),
 // valid from Now-30d to Now+90d.
 func (ca *CA) Leaf(names []string, opts ...Option) *Cert {
+	t, key := leafTemplate(names, opts)
+	c := sign(t, ca.Cert.Cert, key.Public(), key, ca.Key)
+	return &c
+}
+
+// SelfSigned makes a self-signed leaf (not a CA) for names.
+func SelfSigned(names []string, opts ...Option) *Cert {
+	t, key := leafTemplate(names, opts)
+	c := sign(t, t, key.Public(), key, key)
+	return &c
+}
+
+// leafTemplate is a server certificate for names (DNS names or IPs, the
+// first also the CN), valid from Now-30d to Now+90d, with opts applied.
+func leafTemplate(names []string, opts []Option) (*Template, crypto.Signer) {
 	t := &Template{
 		NotBefore:   Now.AddDate(0, 0, -30),
 		NotAfter:    Now.AddDate(0, 0, 90),
@@ -172,34 +187,7 @@ func (ca *CA) Leaf(names []string, opts ...Option) *Cert {
 	for _, o := range opts {
 		o(t, &key)
 	}
-	c := sign(t, ca.Cert.Cert, key.Public(), key, ca.Key)
-	return &c
-}
-
-// SelfSigned makes a self-signed leaf (not a CA) for names.
-func SelfSigned(names []string, opts ...Option) *Cert {
-	t := &Template{
-		NotBefore:   Now.AddDate(0, 0, -30),
-		NotAfter:    Now.AddDate(0, 0, 90),
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			t.IPAddresses = append(t.IPAddresses, ip)
-		} else {
-			t.DNSNames = append(t.DNSNames, n)
-		}
-	}
-	if len(names) > 0 {
-		t.Subject.CommonName = names[0]
-	}
-	key := ECKey()
-	for _, o := range opts {
-		o(t, &key)
-	}
-	c := sign(t, t, key.Public(), key, key)
-	return &c
+	return t, key
 }
 
 func sign(t, parent *x509.Certificate, pub crypto.PublicKey, key, parentKey crypto.Signer) Cert {

@@ -5,62 +5,19 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/certmon/certmon/internal/certtest"
 	"github.com/certmon/certmon/internal/probe"
 	"github.com/certmon/certmon/internal/target"
 )
-
-// peer is one line of peers.json written by ../shared/peers/peers.sh.
-type peer struct {
-	Name     string `json:"name"`
-	Protocol string `json:"protocol"`
-	Address  string `json:"address"`
-	SNI      string `json:"sni"`
-	Expected string `json:"expected"`
-	SHA256   string `json:"sha256"`
-}
-
-// loadPeers reads peers.json, skipping the test when the real peers are
-// not set up unless CERTMON_REQUIRE_PEERS=1 (CI) makes that a failure.
-func loadPeers(t *testing.T) []peer {
-	t.Helper()
-	dir := os.Getenv("CERTMON_PEERS_DIR")
-	if dir == "" {
-		dir = "/tmp/certmon-peers"
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "peers.json"))
-	if errors.Is(err, fs.ErrNotExist) {
-		const msg = "real peers not running: run ../shared/peers/peers.sh and set CERTMON_PEERS_DIR"
-		if os.Getenv("CERTMON_REQUIRE_PEERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var peers []peer
-	if err := json.Unmarshal(data, &peers); err != nil {
-		t.Fatalf("%s/peers.json: %v", dir, err)
-	}
-	if len(peers) == 0 {
-		t.Fatalf("%s/peers.json lists no peers", dir)
-	}
-	return peers
-}
 
 // TestRealPeers probes real Debian daemons: every one must complete TLS
 // (judging EXPIRED or HOSTNAME_MISMATCH peers is package assess's job) and
 // serve the leaf peers.sh gave it.
 func TestRealPeers(t *testing.T) {
-	peers := loadPeers(t)
+	_, peers := certtest.Peers(t)
 	p := probe.New(probe.Options{Timeout: 5 * time.Second})
 	for _, pr := range peers {
 		t.Run(pr.Name, func(t *testing.T) {

@@ -3,17 +3,11 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +18,7 @@ import (
 
 	"github.com/certmon/certmon/internal/auth"
 	"github.com/certmon/certmon/internal/store"
+	"github.com/certmon/certmon/internal/store/storetest"
 )
 
 // The suite runs every test on SQLite in t.TempDir() and, when
@@ -61,42 +56,9 @@ func forEachEngine(t *testing.T, fn func(t *testing.T, e *env)) {
 	}
 }
 
-// testDSN returns a database of its own: a file in a temporary directory,
-// or a new PostgreSQL schema (selected by search_path) dropped at cleanup.
+// testDSN returns a database of its own on engine (storetest).
 func testDSN(tb testing.TB, engine store.Engine) string {
-	tb.Helper()
-	if engine == store.SQLite {
-		return filepath.Join(tb.TempDir(), "t.db")
-	}
-	base := os.Getenv("CERTMON_TEST_POSTGRES")
-	if base == "" {
-		tb.Skip("CERTMON_TEST_POSTGRES not set (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable): PostgreSQL run skipped")
-	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "srv_" + hex.EncodeToString(b)
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
-		admin.Close()
-		tb.Fatalf("create test schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		if _, err := admin.Exec(`DROP SCHEMA ` + schema + ` CASCADE`); err != nil {
-			tb.Errorf("drop test schema: %v", err)
-		}
-		admin.Close()
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	return storetest.DSN(tb, string(engine))
 }
 
 func newEnv(tb testing.TB, dsn string) *env {
