@@ -39,6 +39,9 @@ type SchedulerConfig struct {
 	// Owner names this replica in leases; unique per process.
 	Owner      string
 	Pools      []string
+	// PoolsFunc, when set, is asked for the pools before every claim
+	// (agent pools come and go with agent connections); Pools is ignored.
+	PoolsFunc func() []string
 	Workers    int
 	Batch      int
 	Lease      time.Duration
@@ -89,7 +92,7 @@ func NewScheduler(cfg SchedulerConfig, st Store, ch Checker, m Metrics, log *slo
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if len(cfg.Pools) == 0 {
+	if len(cfg.Pools) == 0 && cfg.PoolsFunc == nil {
 		cfg.Pools = []string{CloudPool}
 	}
 	if log == nil {
@@ -189,7 +192,11 @@ func (s *Scheduler) claimLoop(ctx context.Context, jobs chan<- store.Claim, free
 				n = 1 + drain(free, s.cfg.Batch-1)
 			}
 			now := s.cfg.Now()
-			claims, err := s.store.ClaimDue(ctx, s.cfg.Owner, s.cfg.Pools, now, s.cfg.Lease, n)
+			pools := s.cfg.Pools
+			if s.cfg.PoolsFunc != nil {
+				pools = s.cfg.PoolsFunc()
+			}
+			claims, err := s.store.ClaimDue(ctx, s.cfg.Owner, pools, now, s.cfg.Lease, n)
 			if err == nil {
 				// Without its previous state a check cannot be judged as
 				// a change or not; on failure the leases simply lapse.
