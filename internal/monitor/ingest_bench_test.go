@@ -25,7 +25,8 @@ type observationSource struct {
 	generation int
 }
 
-func (o *observationSource) Check(ctx context.Context, m store.Monitor) monitor.Outcome {
+func (o *observationSource) Check(ctx context.Context, c store.Claim) monitor.Outcome {
+	m := c.Monitor
 	t, _ := target.Parse(m.Target, "")
 	chain := o.chains[(int(m.ID)+o.generation)%len(o.chains)]
 	obs := &probe.Observation{Target: t, Address: "192.0.2.1:443", SNI: t.Host, Chain: chain,

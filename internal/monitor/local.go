@@ -91,8 +91,13 @@ func (l *LocalChecker) assessor(caPEM string) (*assess.Assessor, error) {
 	return a, nil
 }
 
-// Check probes and assesses one monitor.
-func (l *LocalChecker) Check(ctx context.Context, m store.Monitor) Outcome {
+// Check probes and assesses one claimed monitor.
+func (l *LocalChecker) Check(ctx context.Context, c store.Claim) Outcome {
+	return l.CheckMonitor(ctx, c.Monitor)
+}
+
+// CheckMonitor probes and assesses one monitor.
+func (l *LocalChecker) CheckMonitor(ctx context.Context, m store.Monitor) Outcome {
 	now := time.Now().UTC()
 	t, err := ParseTarget(m.Target, m.Protocol)
 	if err != nil {

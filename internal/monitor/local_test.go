@@ -36,7 +36,7 @@ func TestLocalCheckerPerMonitorRoots(t *testing.T) {
 		{"garbage CA", "not PEM", assess.Unknown},
 	}
 	for _, tc := range cases {
-		o := checker.Check(context.Background(), store.Monitor{ID: 1, Target: addr, CAPEM: tc.caPEM})
+		o := checker.CheckMonitor(context.Background(), store.Monitor{ID: 1, Target: addr, CAPEM: tc.caPEM})
 		if o.Result.Status != tc.want {
 			t.Errorf("%s: %s %+v", tc.name, o.Result.Status, o.Result.Problems)
 		}

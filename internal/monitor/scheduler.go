@@ -12,9 +12,10 @@ import (
 	"github.com/certmon/certmon/internal/store"
 )
 
-// Checker runs one check; LocalChecker is the built-in agent.
+// Checker runs one claimed check; LocalChecker is the built-in agent.
+// The claim identifies the slot, so a remote agent's job can carry it.
 type Checker interface {
-	Check(ctx context.Context, m store.Monitor) Outcome
+	Check(ctx context.Context, c store.Claim) Outcome
 }
 
 // Store is what the scheduler needs of the store.
@@ -37,11 +38,11 @@ type Metrics interface {
 // SchedulerConfig tunes a Scheduler.
 type SchedulerConfig struct {
 	// Owner names this replica in leases; unique per process.
-	Owner      string
-	Pools      []string
+	Owner string
+	Pools []string
 	// PoolsFunc, when set, is asked for the pools before every claim
 	// (agent pools come and go with agent connections); Pools is ignored.
-	PoolsFunc func() []string
+	PoolsFunc  func() []string
 	Workers    int
 	Batch      int
 	Lease      time.Duration
@@ -251,7 +252,7 @@ func (s *Scheduler) runOne(ctx context.Context, c store.Claim) (rec store.CheckR
 			rec = Transition(c, invalid(c.Monitor, fmt.Errorf("internal error: %v", p), s.cfg.Now().UTC()), s.schedule(c.Monitor), 0)
 		}
 	}()
-	o := s.checker.Check(ctx, c.Monitor)
+	o := s.checker.Check(ctx, c)
 	if s.metrics != nil {
 		s.metrics.CheckDone(string(o.Result.Status), time.Since(start))
 	}

@@ -124,7 +124,8 @@ type countingChecker struct {
 	hang    bool
 }
 
-func (c *countingChecker) Check(ctx context.Context, m store.Monitor) monitor.Outcome {
+func (c *countingChecker) Check(ctx context.Context, claim store.Claim) monitor.Outcome {
+	m := claim.Monitor
 	c.started.Add(1)
 	if c.hang {
 		<-ctx.Done()
