@@ -143,10 +143,15 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 	if cfg.Check.Revocation == "auto" {
 		acfg.Revocation = fetcher
 	}
+	deny, err := probe.ParsePrefixes(cfg.CloudAgent.DenyNetworks)
+	if err != nil {
+		return &exitError{code: 2, err: fmt.Errorf("cloud_agent.deny_networks: %w", err)}
+	}
 	checker := monitor.NewLocalChecker(
 		probe.New(probe.Options{Timeout: cfg.Check.Timeout.Std(), Retries: 0, Logger: log}),
 		acfg,
 		assess.Policy{WarnDays: cfg.Check.WarnDays, CritDays: cfg.Check.CritDays, Revocation: cfg.Check.Revocation == "auto"},
+		monitor.WithReach(probe.Reach{Deny: deny}),
 	)
 	host, _ := os.Hostname()
 	sched := monitor.NewScheduler(monitor.SchedulerConfig{

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"reflect"
 	"strconv"
@@ -49,8 +50,31 @@ type Server struct {
 	// MaxBodyBytes bounds API request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 
-	Scheduler Scheduler `yaml:"scheduler"`
-	Check     Check     `yaml:"check"`
+	Scheduler  Scheduler  `yaml:"scheduler"`
+	Check      Check      `yaml:"check"`
+	CloudAgent CloudAgent `yaml:"cloud_agent"`
+}
+
+// CloudAgent limits the server's built-in agent.
+type CloudAgent struct {
+	// DenyNetworks are never probed by the built-in agent: by default
+	// link-local (cloud metadata at 169.254.169.254) and the other
+	// clouds' metadata addresses, so a monitor cannot read the server's
+	// own cloud credentials. Addresses or CIDRs.
+	DenyNetworks []string `yaml:"deny_networks"`
+}
+
+// Validate checks every network parses.
+func (c *CloudAgent) Validate() error {
+	for _, n := range c.DenyNetworks {
+		if _, err := netip.ParsePrefix(n); err == nil {
+			continue
+		}
+		if _, err := netip.ParseAddr(n); err != nil {
+			return fmt.Errorf("cloud_agent.deny_networks: %q is not a CIDR or address", n)
+		}
+	}
+	return nil
 }
 
 // Scheduler tunes how due checks are claimed and run.
@@ -93,6 +117,9 @@ func Default() Server {
 			RetryDelay:      Duration(20 * time.Second),
 			DefaultSchedule: "4h",
 		},
+		CloudAgent: CloudAgent{DenyNetworks: []string{
+			"169.254.0.0/16", "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128",
+		}},
 		Check: Check{
 			Timeout:    Duration(10 * time.Second),
 			WarnDays:   30,
@@ -228,7 +255,7 @@ func (s *Server) Validate() error {
 	if s.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_body_bytes %d: at least 1024", s.MaxBodyBytes))
 	}
-	errs = append(errs, s.Scheduler.Validate(), s.Check.Validate())
+	errs = append(errs, s.Scheduler.Validate(), s.Check.Validate(), s.CloudAgent.Validate())
 	return errors.Join(errs...)
 }
 

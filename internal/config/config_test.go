@@ -35,11 +35,12 @@ func TestLoadValidFile(t *testing.T) {
 
 // Each invalid-*.yml file names its expected error in invalidCases.
 var invalidCases = map[string]string{
-	"invalid-unknown-key.yml": "field listen_port not found",
-	"invalid-duration.yml":    `"forever" is not a duration`,
-	"invalid-thresholds.yml":  "crit_days <= warn_days",
-	"invalid-tls-pair.yml":    "tls_cert and tls_key go together",
-	"invalid-type.yml":        "cannot unmarshal",
+	"invalid-unknown-key.yml":  "field listen_port not found",
+	"invalid-duration.yml":     `"forever" is not a duration`,
+	"invalid-thresholds.yml":   "crit_days <= warn_days",
+	"invalid-tls-pair.yml":     "tls_cert and tls_key go together",
+	"invalid-type.yml":         "cannot unmarshal",
+	"invalid-deny-network.yml": `"not-a-network" is not a CIDR`,
 }
 
 func TestInvalidFiles(t *testing.T) {
@@ -64,19 +65,21 @@ func TestInvalidFiles(t *testing.T) {
 
 func TestEnvOverlay(t *testing.T) {
 	env := map[string]string{
-		"CERTMON_LISTEN":            "127.0.0.1:1234",
-		"CERTMON_DATABASE_URL":      "postgres://x/y",
-		"CERTMON_CA_FILE":           "/a.pem, /b.pem",
-		"CERTMON_SCHEDULER_WORKERS": "3",
-		"CERTMON_SCHEDULER_LEASE":   "45s",
-		"CERTMON_CHECK_REVOCATION":  "off",
+		"CERTMON_LISTEN":                    "127.0.0.1:1234",
+		"CERTMON_DATABASE_URL":              "postgres://x/y",
+		"CERTMON_CA_FILE":                   "/a.pem, /b.pem",
+		"CERTMON_SCHEDULER_WORKERS":         "3",
+		"CERTMON_SCHEDULER_LEASE":           "45s",
+		"CERTMON_CHECK_REVOCATION":          "off",
+		"CERTMON_CLOUD_AGENT_DENY_NETWORKS": "169.254.0.0/16, 10.0.0.0/8",
 	}
 	c := Default()
 	if err := c.LoadEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
 		t.Fatal(err)
 	}
 	if c.Listen != "127.0.0.1:1234" || c.DatabaseURL != "postgres://x/y" || strings.Join(c.CAFiles, "|") != "/a.pem|/b.pem" ||
-		c.Scheduler.Workers != 3 || c.Scheduler.Lease.Std() != 45*time.Second || c.Check.Revocation != "off" {
+		c.Scheduler.Workers != 3 || c.Scheduler.Lease.Std() != 45*time.Second || c.Check.Revocation != "off" ||
+		strings.Join(c.CloudAgent.DenyNetworks, "|") != "169.254.0.0/16|10.0.0.0/8" {
 		t.Errorf("env not applied: %+v", c)
 	}
 	bad := func(k string) (string, bool) {

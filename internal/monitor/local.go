@@ -44,18 +44,31 @@ type LocalChecker struct {
 	mu       sync.Mutex
 	byRoots  map[[32]byte]*assess.Assessor
 	fallback *assess.Assessor
+	reach    probe.Reach
 }
+
+// LocalOption tunes a LocalChecker.
+type LocalOption func(*LocalChecker)
+
+// WithReach limits what the built-in agent may dial: by default the server
+// refuses link-local and cloud metadata addresses, so a monitor cannot be
+// used to read the server's own cloud credentials.
+func WithReach(r probe.Reach) LocalOption { return func(l *LocalChecker) { l.reach = r } }
 
 // NewLocalChecker returns a checker using prober, the assessor config (its
 // Roots are the global roots) and default policy thresholds.
-func NewLocalChecker(prober *probe.Prober, cfg assess.Config, defaults assess.Policy) *LocalChecker {
-	return &LocalChecker{
+func NewLocalChecker(prober *probe.Prober, cfg assess.Config, defaults assess.Policy, opts ...LocalOption) *LocalChecker {
+	l := &LocalChecker{
 		prober:   prober,
 		base:     cfg,
 		policy:   defaults,
 		byRoots:  map[[32]byte]*assess.Assessor{},
 		fallback: assess.New(cfg),
 	}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
 }
 
 // assessor returns one Assessor per distinct per-monitor CA bundle, so each
@@ -119,7 +132,18 @@ func (l *LocalChecker) CheckMonitor(ctx context.Context, m store.Monitor) Outcom
 	if m.CritDays > 0 {
 		pol.CritDays = m.CritDays
 	}
-	obs := l.prober.Probe(ctx, probe.Request{Target: t, SNI: sni})
+	req := probe.Request{Target: t, SNI: sni}
+	if !l.reach.Empty() {
+		addr, err := l.prober.Within(ctx, t, l.reach)
+		var out *probe.OutOfReachError
+		if errors.As(err, &out) {
+			return invalid(m, out, now)
+		}
+		// A failed lookup is left to the probe, which reports it as
+		// unreachable; otherwise dial exactly the address checked.
+		req.Address = addr
+	}
+	obs := l.prober.Probe(ctx, req)
 	r := a.Assess(ctx, obs, pol, time.Now())
 	return Outcome{Result: &r, ChainDER: obs.Chain, At: now}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,4 +54,44 @@ func TestParseTargetWithProtocol(t *testing.T) {
 	if _, err := monitor.ParseTarget("mail.example.com", "gopher"); err == nil {
 		t.Error("unknown protocol accepted")
 	}
+}
+
+// TestLocalCheckerDenyList shows the built-in agent refusing cloud
+// metadata and link-local targets without dialing them, by name or by
+// address, while ordinary targets are probed.
+func TestLocalCheckerDenyList(t *testing.T) {
+	deny, err := probe.ParsePrefixes([]string{"169.254.0.0/16", "fe80::/10", "127.0.0.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	leaf := certtest.SelfSigned([]string{"127.0.0.1"}, certtest.WithValidity(now.Add(-time.Hour), now.AddDate(0, 0, 90)))
+	addr := certtest.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(leaf)}}).Addr
+	_, port, _ := net.SplitHostPort(addr)
+	// Should the deny list ever fail, this dialer still keeps the test's
+	// traffic on loopback.
+	checker := monitor.NewLocalChecker(probe.New(probe.Options{Timeout: 2 * time.Second, Dialer: loopbackOnly{}}),
+		assess.Config{}, assess.Policy{WarnDays: 30, CritDays: 7}, monitor.WithReach(probe.Reach{Deny: deny}))
+	for _, target := range []string{"169.254.169.254:80", "[fe80::1]:443", "127.0.0.2:" + port} {
+		o := checker.CheckMonitor(context.Background(), store.Monitor{ID: 1, Target: target})
+		if o.Result.Status != assess.Unknown || o.Result.Error == nil || !strings.Contains(*o.Result.Error, "denied network") {
+			t.Errorf("%s: %s %v", target, o.Result.Status, o.Result.Error)
+		}
+	}
+	// Allowed: probed (self-signed here, so CRITICAL, but reached).
+	o := checker.CheckMonitor(context.Background(), store.Monitor{ID: 1, Target: addr})
+	if len(o.Result.Chain) == 0 {
+		t.Errorf("allowed target not probed: %+v", o.Result)
+	}
+}
+
+type loopbackOnly struct{}
+
+func (loopbackOnly) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("test dialer: %s is not loopback", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }

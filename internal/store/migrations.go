@@ -16,6 +16,7 @@ type migration func(ctx context.Context, tx *sql.Tx, s *Store) error
 func schemaMigrations() []migration {
 	return []migration{
 		migrateInitial,
+		migrateAgents,
 	}
 }
 
@@ -262,3 +263,45 @@ const tokenColumnsDDL = `
 			name TEXT NOT NULL,
 			role TEXT NOT NULL,
 			created_at BIGINT NOT NULL`
+
+// migrateAgents (version 2) adds the self-hosted agents: credentials (only
+// hashes of the keys, each with its expiry, and the previous key during a
+// rotation's overlap) and the status the hub last wrote.
+func migrateAgents(ctx context.Context, tx *sql.Tx, s *Store) error {
+	stmts := []ddl{
+		{`CREATE TABLE agents (
+			id TEXT PRIMARY KEY,
+			key_hash BLOB NOT NULL,
+			prev_key_hash BLOB,` + agentColumnsDDL("INTEGER NOT NULL DEFAULT 0") + `
+		)`, `CREATE TABLE agents (
+			id TEXT PRIMARY KEY,
+			key_hash BYTEA NOT NULL,
+			prev_key_hash BYTEA,` + agentColumnsDDL("BOOLEAN NOT NULL DEFAULT FALSE") + `
+		)`},
+		both(`CREATE UNIQUE INDEX agents_team_name ON agents (team_id, name)`),
+		both(`CREATE INDEX agents_team_pool ON agents (team_id, pool)`),
+	}
+	return execDDL(ctx, tx, s.engine, stmts)
+}
+
+// agentColumnsDDL is the agents table after its id and key hashes; only
+// the type of connected differs (SQLite has no boolean).
+func agentColumnsDDL(connectedType string) string {
+	return `
+			team_id BIGINT NOT NULL REFERENCES teams (id),
+			name TEXT NOT NULL,
+			pool TEXT NOT NULL,
+			key_expires BIGINT NOT NULL,
+			prev_key_expires BIGINT,
+			revoked_at BIGINT,
+			created_at BIGINT NOT NULL,
+			version TEXT NOT NULL DEFAULT '',
+			hostname TEXT NOT NULL DEFAULT '',
+			address TEXT NOT NULL DEFAULT '',
+			last_seen BIGINT,
+			jobs_done BIGINT NOT NULL DEFAULT 0,
+			errors BIGINT NOT NULL DEFAULT 0,
+			queue_depth INTEGER NOT NULL DEFAULT 0,
+			connected ` + connectedType + `,
+			connected_replica TEXT NOT NULL DEFAULT ''`
+}
