@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/certmon/certmon/internal/agentlink"
 	"github.com/certmon/certmon/internal/assess"
 	"github.com/certmon/certmon/internal/auth"
 	"github.com/certmon/certmon/internal/config"
@@ -154,19 +155,35 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 		monitor.WithReach(probe.Reach{Deny: deny}),
 	)
 	host, _ := os.Hostname()
-	sched := monitor.NewScheduler(monitor.SchedulerConfig{
-		Owner:      fmt.Sprintf("%s/%d/%s", host, os.Getpid(), randomHex(4)),
+	replica := fmt.Sprintf("%s/%d/%s", host, os.Getpid(), randomHex(4))
+	schedCfg := monitor.SchedulerConfig{
+		Owner:      replica,
 		Pools:      []string{monitor.CloudPool},
 		Workers:    cfg.Scheduler.Workers,
 		Batch:      cfg.Scheduler.Batch,
 		Lease:      cfg.Scheduler.Lease.Std(),
 		Poll:       cfg.Scheduler.Poll.Std(),
 		RetryDelay: cfg.Scheduler.RetryDelay.Std(),
-	}, st, checker, metrics, log)
+	}
+	sched := monitor.NewScheduler(schedCfg, st, checker, metrics, log)
+
+	// Self-hosted agents: this replica claims the due checks of the pools
+	// whose agents are connected to it and hands them out as jobs.
+	hub, err := agentlink.NewHub(agentlink.HubConfig{Assess: checker.Assess, Version: version, Replica: replica}, st, log)
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	agentSchedCfg := schedCfg
+	agentSchedCfg.Owner = replica + "/agents"
+	agentSchedCfg.Pools = nil
+	agentSchedCfg.PoolsFunc = hub.PoolsFunc
+	agentSched := monitor.NewScheduler(agentSchedCfg, st, hub, metrics, log)
+	wake := wakers{sched, agentSched}
 
 	srv, err := server.New(server.Config{
 		Store:           st,
-		Waker:           sched,
+		Waker:           wake,
+		Agents:          hub,
 		DefaultSchedule: cfg.Scheduler.DefaultSchedule,
 		WarnDays:        cfg.Check.WarnDays,
 		CritDays:        cfg.Check.CritDays,
@@ -183,8 +200,13 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("listen %s: %w", cfg.Listen, err)}
 	}
+	// The agent endpoint authenticates agents itself (their keys are not
+	// API tokens), so it sits beside the API, not behind its middleware.
+	mux := http.NewServeMux()
+	mux.Handle(agentlink.Path, hub)
+	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -209,24 +231,29 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 			serveErr <- httpSrv.Serve(ln)
 		}
 	}()
-	schedDone := make(chan error, 1)
+	schedDone := make(chan error, 3)
 	schedCtx, stopSched := context.WithCancel(ctx)
 	defer stopSched()
 	go func() { schedDone <- sched.Run(schedCtx) }()
+	go func() { schedDone <- agentSched.Run(schedCtx) }()
+	go func() { schedDone <- hub.Run(schedCtx) }()
+	waitScheds := func() error {
+		return errors.Join(<-schedDone, <-schedDone, <-schedDone)
+	}
 
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-serveErr:
 		stopSched()
-		<-schedDone
+		_ = waitScheds()
 		return &exitError{code: 1, err: fmt.Errorf("http server: %w", err)}
 	}
 	stopSched()
 	shutCtx, cancelShut := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancelShut()
 	_ = httpSrv.Shutdown(shutCtx)
-	if err := <-schedDone; err != nil {
+	if err := waitScheds(); err != nil {
 		log.Error("scheduler shutdown", "err", err)
 	}
 	log.Info("stopped")
@@ -267,6 +294,15 @@ func bootstrapToken(ctx context.Context, st *store.Store, fixed string) (string,
 		return "", fmt.Errorf("creating the admin token: %w", err)
 	}
 	return secret, nil
+}
+
+// wakers wakes every scheduler: a new monitor may belong to any pool.
+type wakers []*monitor.Scheduler
+
+func (w wakers) Wake() {
+	for _, s := range w {
+		s.Wake()
+	}
 }
 
 func randomHex(n int) string {

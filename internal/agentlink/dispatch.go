@@ -51,11 +51,11 @@ func (h *Hub) Check(ctx context.Context, cl store.Claim) monitor.Outcome {
 	wait := deadline.Sub(start)
 	wait -= min(5*time.Second, wait/10)
 	if wait <= 0 {
-		return unknownOutcome(m, "lease ended before the job was sent", start)
+		return monitor.Unknown(m, "lease ended before the job was sent", start)
 	}
 	t, err := monitor.ParseTarget(m.Target, m.Protocol)
 	if err != nil {
-		return unknownOutcome(m, err.Error(), start)
+		return monitor.Unknown(m, err.Error(), start)
 	}
 
 	id := JobID(cl)
@@ -63,12 +63,12 @@ func (h *Hub) Check(ctx context.Context, cl store.Claim) monitor.Outcome {
 	h.mu.Lock()
 	if _, dup := h.jobs[id]; dup {
 		h.mu.Unlock()
-		return unknownOutcome(m, fmt.Sprintf("job %s is already running", id), start)
+		return monitor.Unknown(m, fmt.Sprintf("job %s is already running", id), start)
 	}
 	p.conn = h.pickLocked(m.TeamID, m.AgentPool)
 	if p.conn == nil {
 		h.mu.Unlock()
-		return unknownOutcome(m, fmt.Sprintf("no agent of pool %s connected", m.AgentPool), start)
+		return monitor.Unknown(m, fmt.Sprintf("no agent of pool %s connected", m.AgentPool), start)
 	}
 	h.jobs[id] = p
 	p.conn.outstanding++
@@ -85,7 +85,7 @@ func (h *Hub) Check(ctx context.Context, cl store.Claim) monitor.Outcome {
 	if err := p.conn.send(ctx, TypeJob, job); err != nil {
 		p.conn.log.Info("sending job failed", "job", id, "err", err)
 		if h.take(id, p) {
-			return unknownOutcome(m, "agent disconnected", start)
+			return monitor.Unknown(m, "agent disconnected", start)
 		}
 		// The connection's end failed the job already.
 		return h.outcome(ctx, m, t, <-p.done, start)
@@ -142,15 +142,15 @@ func (h *Hub) takeLocked(id string) {
 func (h *Hub) outcome(ctx context.Context, m store.Monitor, t target.Target, r reply, start time.Time) (o monitor.Outcome) {
 	switch {
 	case r.err != "":
-		return unknownOutcome(m, r.err, start)
+		return monitor.Unknown(m, r.err, start)
 	case r.res == nil:
-		return unknownOutcome(m, "agent sent no result", start)
+		return monitor.Unknown(m, "agent sent no result", start)
 	case r.res.Refused != "":
-		return unknownOutcome(m, "agent refused the job: "+clipText(r.res.Refused, 500), start)
+		return monitor.Unknown(m, "agent refused the job: "+clipText(r.res.Refused, 500), start)
 	case r.res.Observation == nil:
-		return unknownOutcome(m, "agent sent no observation", start)
+		return monitor.Unknown(m, "agent sent no observation", start)
 	case len(r.res.Observation.Chain) > probe.MaxChainCerts:
-		return unknownOutcome(m, fmt.Sprintf("agent sent %d certificates, more than %d", len(r.res.Observation.Chain), probe.MaxChainCerts), start)
+		return monitor.Unknown(m, fmt.Sprintf("agent sent %d certificates, more than %d", len(r.res.Observation.Chain), probe.MaxChainCerts), start)
 	}
 	obs := r.res.Observation
 	// The server's reading of the target is the truth, whatever the agent
@@ -159,12 +159,12 @@ func (h *Hub) outcome(ctx context.Context, m store.Monitor, t target.Target, r r
 	defer func() {
 		if p := recover(); p != nil {
 			h.log.Error("assessing an agent's observation panicked", "monitor", m.ID, "panic", p, "stack", string(debug.Stack()))
-			o = unknownOutcome(m, "internal error assessing the agent's observation", start)
+			o = monitor.Unknown(m, "internal error assessing the agent's observation", start)
 		}
 	}()
 	o = h.cfg.Assess(ctx, m, obs)
 	if o.Result == nil {
-		return unknownOutcome(m, "internal error: no assessment", start)
+		return monitor.Unknown(m, "internal error: no assessment", start)
 	}
 	return o
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/certmon/certmon/internal/monitor"
+	"github.com/certmon/certmon/internal/probe"
 	"github.com/certmon/certmon/internal/store"
 )
 
@@ -32,10 +33,13 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
+// AssessFunc judges an agent's observation of monitor m the way the
+// built-in agent judges its own: monitor.LocalChecker's Assess.
+type AssessFunc func(ctx context.Context, m store.Monitor, obs *probe.Observation) monitor.Outcome
+
 // HubConfig tunes a Hub. Zero durations take the defaults in brackets.
 type HubConfig struct {
-	// Assess judges an agent's observation (required): for now
-	// NewAssessor(...).Assess, later monitor.LocalChecker's Assess.
+	// Assess judges an agent's observation (required).
 	Assess AssessFunc
 	// Version is the server build version sent in Welcome.
 	Version string

@@ -111,8 +111,29 @@ func (l *LocalChecker) Check(ctx context.Context, c store.Claim) Outcome {
 
 // CheckMonitor probes and assesses one monitor.
 func (l *LocalChecker) CheckMonitor(ctx context.Context, m store.Monitor) Outcome {
+	t, sni, err := l.resolve(m)
+	if err != nil {
+		return invalid(m, err, time.Now().UTC())
+	}
+	req := probe.Request{Target: t, SNI: sni}
+	if !l.reach.Empty() {
+		addr, err := l.prober.Within(ctx, t, l.reach)
+		var out *probe.OutOfReachError
+		if errors.As(err, &out) {
+			return invalid(m, out, time.Now().UTC())
+		}
+		// A failed lookup is left to the probe, which reports it as
+		// unreachable; otherwise dial exactly the address checked.
+		req.Address = addr
+	}
+	return l.Assess(ctx, m, l.prober.Probe(ctx, req))
+}
+
+// Assess judges an observation of monitor m, made here or by a remote
+// agent, with the monitor's thresholds, name and CA bundle.
+func (l *LocalChecker) Assess(ctx context.Context, m store.Monitor, obs *probe.Observation) Outcome {
 	now := time.Now().UTC()
-	t, err := ParseTarget(m.Target, m.Protocol)
+	t, _, err := l.resolve(m)
 	if err != nil {
 		return invalid(m, err, now)
 	}
@@ -120,32 +141,38 @@ func (l *LocalChecker) CheckMonitor(ctx context.Context, m store.Monitor) Outcom
 	if err != nil {
 		return invalid(m, err, now)
 	}
-	sni, hostname := probe.DefaultSNI(t), t.Host
-	if m.SNI != "" {
-		sni, hostname = m.SNI, m.SNI
-	}
 	pol := l.policy
-	pol.Hostname = hostname
+	pol.Hostname = t.Host
+	if m.SNI != "" {
+		pol.Hostname = m.SNI
+	}
 	if m.WarnDays > 0 {
 		pol.WarnDays = m.WarnDays
 	}
 	if m.CritDays > 0 {
 		pol.CritDays = m.CritDays
 	}
-	req := probe.Request{Target: t, SNI: sni}
-	if !l.reach.Empty() {
-		addr, err := l.prober.Within(ctx, t, l.reach)
-		var out *probe.OutOfReachError
-		if errors.As(err, &out) {
-			return invalid(m, out, now)
-		}
-		// A failed lookup is left to the probe, which reports it as
-		// unreachable; otherwise dial exactly the address checked.
-		req.Address = addr
-	}
-	obs := l.prober.Probe(ctx, req)
 	r := a.Assess(ctx, obs, pol, time.Now())
 	return Outcome{Result: &r, ChainDER: obs.Chain, At: now}
+}
+
+// resolve parses m's target and picks the SNI to send.
+func (l *LocalChecker) resolve(m store.Monitor) (target.Target, string, error) {
+	t, err := ParseTarget(m.Target, m.Protocol)
+	if err != nil {
+		return t, "", err
+	}
+	if m.SNI != "" {
+		return t, m.SNI, nil
+	}
+	return t, probe.DefaultSNI(t), nil
+}
+
+// Unknown is the outcome of a check that could not produce an observation
+// (no agent connected, target refused): status UNKNOWN with msg as its
+// error and no chain, so the state machine retries once before it counts.
+func Unknown(m store.Monitor, msg string, at time.Time) Outcome {
+	return invalid(m, errors.New(msg), at)
 }
 
 func invalid(m store.Monitor, err error, now time.Time) Outcome {

@@ -33,6 +33,12 @@ func (s *Server) routes(mux *http.ServeMux, api huma.API) {
 	register(s, api, http.MethodGet, "/api/v1/certificates", "list-certificates", "List certificates seen", 0, s.listCertificates)
 	register(s, api, http.MethodGet, "/api/v1/certificates/{sha256}", "get-certificate", "Get a certificate and where it is served", 0, s.getCertificate)
 	register(s, api, http.MethodGet, "/api/v1/events", "list-events", "List events, newest first", 0, s.listEvents)
+	register(s, api, http.MethodPost, "/api/v1/agents", "create-agent", "Create a self-hosted agent (its key is shown once)", http.StatusCreated, s.createAgent)
+	register(s, api, http.MethodGet, "/api/v1/agents", "list-agents", "List agents", 0, s.listAgents)
+	register(s, api, http.MethodGet, "/api/v1/agents/{id}", "get-agent", "Get an agent and its status", 0, s.getAgent)
+	register(s, api, http.MethodDelete, "/api/v1/agents/{id}", "delete-agent", "Delete an agent", http.StatusNoContent, s.deleteAgent)
+	register(s, api, http.MethodPost, "/api/v1/agents/{id}/rotate", "rotate-agent-key", "Give an agent a new key; the old one works for an overlap", 0, s.rotateAgentKey)
+	register(s, api, http.MethodPost, "/api/v1/agents/{id}/revoke", "revoke-agent", "Revoke an agent's keys at once", 0, s.revokeAgent)
 
 	mux.HandleFunc("/", s.unrouted(mux))
 

@@ -31,6 +31,9 @@ type Config struct {
 	Store Store
 	// Waker may be nil (no scheduler in this process).
 	Waker Waker
+	// Agents, when set, is told to drop the connection of an agent that
+	// is revoked or deleted through the API (the agent hub).
+	Agents interface{ Disconnect(agentID string) }
 	// DefaultSchedule, WarnDays and CritDays apply to monitors created
 	// without them.
 	DefaultSchedule string

@@ -43,6 +43,7 @@ type Store interface {
 	EventStore
 	auth.TokenStore
 	Pinger
+	AgentStore
 }
 
 var _ Store = (*store.Store)(nil)
