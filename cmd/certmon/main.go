@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newCheckCommand(stdout, stderr), newServerCommand(stdout, stderr))
+	root.AddCommand(newAgentCommand(stdout, stderr))
 
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {

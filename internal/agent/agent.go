@@ -96,7 +96,7 @@ func New(cfg Config) (*Agent, error) {
 		cfg:    c,
 		log:    c.Logger,
 		spool:  sp,
-		prober: probe.New(probe.Options{Timeout: c.MaxJobTimeout, Logger: c.Logger}),
+		prober: probe.New(probe.Options{Timeout: c.MaxJobTimeout, Logger: c.Logger, Lookup: c.Resolver}),
 		wsURL:  wsURL,
 		client: &http.Client{
 			Transport: transport,
@@ -492,7 +492,7 @@ func (a *Agent) run(job agentlink.Job) {
 		a.errs.Add(1)
 	}
 	data, err := agentlink.Encode(agentlink.TypeResult, res)
-	if err == nil && len(data) > agentlink.MaxMessageBytes {
+	if err == nil && len(data) > agentlink.MaxMessageBytes && res.Observation != nil {
 		res.Observation.Chain, res.Observation.OCSPStaple = nil, nil
 		res.Observation.Err = &probe.Error{Stage: probe.StageHandshake, Message: fmt.Sprintf("result of %d bytes exceeds the protocol limit of %d", len(data), agentlink.MaxMessageBytes)}
 		data, err = agentlink.Encode(agentlink.TypeResult, res)

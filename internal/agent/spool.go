@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // errTooLarge: a result bigger than the whole spool is sent but not kept.
@@ -30,6 +31,7 @@ type spool struct {
 	entries map[string]spoolEntry // by file name
 	total   int64
 	seq     uint64
+	stamp   time.Time // last modification time given to a file
 }
 
 type spoolEntry struct {
@@ -44,7 +46,7 @@ const (
 
 // openSpool creates dir if needed, removes temp files an interrupted write
 // left behind and indexes the results already there, oldest first.
-func openSpool(dir string, max int64, log *slog.Logger) (*spool, error) {
+func openSpool(dir string, maxBytes int64, log *slog.Logger) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
@@ -74,7 +76,7 @@ func openSpool(dir string, max int64, log *slog.Logger) (*spool, error) {
 	slices.SortFunc(files, func(a, b found) int {
 		return cmp.Or(cmp.Compare(a.mod, b.mod), strings.Compare(a.name, b.name))
 	})
-	s := &spool{dir: dir, max: max, log: log, entries: make(map[string]spoolEntry, len(files))}
+	s := &spool{dir: dir, max: maxBytes, log: log, entries: make(map[string]spoolEntry, len(files))}
 	// A write probe now turns a read-only directory into a startup error
 	// rather than a silent loss of every result later.
 	probe, err := os.CreateTemp(dir, "probe-*"+tempExt)
@@ -87,6 +89,7 @@ func openSpool(dir string, max int64, log *slog.Logger) (*spool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range files {
+		s.stamp = time.Unix(0, max(s.stamp.UnixNano(), f.mod))
 		s.seq++
 		s.entries[f.name] = spoolEntry{size: f.size, seq: s.seq}
 		s.total += f.size
@@ -127,6 +130,14 @@ func (s *spool) put(jobID string, data []byte) error {
 	name := fileName(jobID)
 	s.mu.Lock()
 	s.evictLocked(size, name)
+	// File times come from a coarse clock; strictly increasing explicit
+	// times keep the oldest-first order across a restart.
+	now := time.Now()
+	if !now.After(s.stamp) {
+		now = s.stamp.Add(time.Microsecond)
+	}
+	s.stamp = now
+	_ = os.Chtimes(tmp.Name(), now, now)
 	err = os.Rename(tmp.Name(), filepath.Join(s.dir, name))
 	if err == nil {
 		if old, ok := s.entries[name]; ok {

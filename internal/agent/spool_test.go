@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 func TestSpoolPutRemoveReopen(t *testing.T) {
@@ -21,7 +20,6 @@ func TestSpoolPutRemoveReopen(t *testing.T) {
 		if err := s.put(id, []byte("result "+id)); err != nil {
 			t.Fatalf("put %q: %v", id, err)
 		}
-		time.Sleep(2 * time.Millisecond) // distinct mtimes for the reopen order
 	}
 	if n, _ := s.stats(); n != 2 {
 		t.Fatalf("count = %d, want 2 (a replaced)", n)
@@ -66,7 +64,6 @@ func TestSpoolBoundDropsOldest(t *testing.T) {
 		if err := s.put(id, block); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Millisecond) // distinct mtimes for the reopen order
 	}
 	n, size := s.stats()
 	if n != 2 || size != 80 || s.has("1") || s.has("2") || !s.has("3") || !s.has("4") {

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
-	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,17 +20,7 @@ const CloudPool = "cloud"
 // ParseTarget reads a monitor's target the way `certmon check` reads one;
 // a protocol field names the scheme of a target written without one.
 func ParseTarget(raw, protocol string) (target.Target, error) {
-	if protocol != "" && !strings.Contains(raw, "://") {
-		if _, ok := target.Lookup(protocol); !ok {
-			return target.Target{}, fmt.Errorf("unknown protocol %q", protocol)
-		}
-		t, err := target.Parse(protocol+"://"+raw, "")
-		if err == nil {
-			t.Raw = raw
-		}
-		return t, err
-	}
-	return target.Parse(raw, "")
+	return target.ParseWithProtocol(raw, protocol)
 }
 
 // LocalChecker is the built-in ("cloud") agent: it probes from the server

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -44,14 +45,21 @@ type Options struct {
 	ClientCertificate *tls.Certificate
 	// Dialer replaces the direct TCP dialer (proxies, tests).
 	Dialer Dialer
-	// Resolver looks up addresses for AllAddresses.
+	// Resolver is the direct dialer's resolver.
 	Resolver *net.Resolver
+	// Lookup resolves names for Addresses and Within (nil: Resolver).
+	Lookup Lookup
 	// XMPPHost overrides the XMPP stream domain.
 	XMPPHost string
 	// MinVersion/MaxVersion restrict the offered TLS versions (0: Go's
 	// widest: TLS 1.0 to 1.3, so old servers are still observed).
 	MinVersion, MaxVersion uint16
 	Logger                 *slog.Logger
+}
+
+// Lookup resolves a name; *net.Resolver satisfies it.
+type Lookup interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Prober runs probes with one set of Options. It is safe for concurrent use.
@@ -72,6 +80,9 @@ func New(o Options) *Prober {
 	}
 	if o.Dialer == nil {
 		o.Dialer = &net.Dialer{KeepAlive: -1, Resolver: o.Resolver}
+	}
+	if o.Lookup == nil {
+		o.Lookup = o.Resolver
 	}
 	if o.MinVersion == 0 {
 		o.MinVersion = tls.VersionTLS10
@@ -130,13 +141,13 @@ func (p *Prober) Addresses(ctx context.Context, t target.Target) ([]string, erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 	defer cancel()
-	ips, err := p.opts.Resolver.LookupIPAddr(ctx, t.Host)
+	ips, err := p.opts.Lookup.LookupNetIP(ctx, "ip", t.Host)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]string, 0, len(ips))
 	for _, ip := range ips {
-		out = append(out, net.JoinHostPort(ip.String(), strconv.Itoa(t.Port)))
+		out = append(out, net.JoinHostPort(ip.Unmap().String(), strconv.Itoa(t.Port)))
 	}
 	return out, nil
 }

@@ -26,7 +26,8 @@ func (r Reach) Empty() bool { return len(r.Allow) == 0 && len(r.Deny) == 0 }
 
 // permits returns why a is out of reach, or nil.
 func (r Reach) permits(a netip.Addr) error {
-	a = a.Unmap()
+	// Prefix.Contains is false for zoned or 4-in-6 forms of an address.
+	a = a.WithZone("").Unmap()
 	for _, p := range r.Deny {
 		if p.Contains(a) {
 			return fmt.Errorf("%s is in the denied network %s", a, p)
@@ -81,7 +82,7 @@ func (p *Prober) Within(ctx context.Context, t target.Target, r Reach) (string, 
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, p.opts.Timeout)
 		defer cancel()
-		ips, err := p.opts.Resolver.LookupNetIP(ctx, "ip", t.Host)
+		ips, err := p.opts.Lookup.LookupNetIP(ctx, "ip", t.Host)
 		if err != nil {
 			return "", err
 		}

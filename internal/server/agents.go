@@ -25,7 +25,6 @@ type AgentStore interface {
 	DeleteAgent(ctx context.Context, teamID int64, id string) error
 }
 
-
 // agentStaleAfter is how old last_seen may be for a "connected" row to be
 // believed; hubs refresh it every 30 s, so an older one was left by a
 // replica that died.

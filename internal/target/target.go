@@ -138,6 +138,22 @@ func Parse(raw, starttls string) (Target, error) {
 	return t, nil
 }
 
+// ParseWithProtocol reads a target as a monitor or agent job holds it: a
+// protocol field names the scheme of a target written without one.
+func ParseWithProtocol(raw, protocol string) (Target, error) {
+	if protocol == "" || strings.Contains(raw, "://") {
+		return Parse(raw, "")
+	}
+	if _, ok := Lookup(protocol); !ok {
+		return Target{}, fmt.Errorf("%w %q: unknown protocol %q", ErrInvalid, truncate(raw), protocol)
+	}
+	t, err := Parse(protocol+"://"+raw, "")
+	if err == nil {
+		t.Raw = raw
+	}
+	return t, err
+}
+
 func validStartTLS(name string) bool {
 	for _, n := range StartTLSNames {
 		if n == name {
