@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CERTMON_TEST_EXEC") == "1" {
 		main()
 	}
+	if os.Getenv("CERTMON_TEST_TLS_TARGET") != "" {
+		serveTLSTarget()
+	}
 	os.Exit(m.Run())
 }
 
@@ -48,8 +51,9 @@ func (s *syncBuffer) String() string {
 }
 
 var (
-	listenRe = regexp.MustCompile(`listening on (https?://\S+)`)
-	tokenRe  = regexp.MustCompile(`admin API token \(shown once, store it now\): (\S+)`)
+	listenRe    = regexp.MustCompile(`listening on (https?://\S+)`)
+	regexpReady = regexp.MustCompile(`(ready)`)
+	tokenRe     = regexp.MustCompile(`admin API token \(shown once, store it now\): (\S+)`)
 )
 
 func waitOutput(t *testing.T, out interface{ String() string }, re *regexp.Regexp) string {
@@ -220,7 +224,12 @@ type serverProcess struct {
 
 func startServerProcess(t *testing.T, env ...string) *serverProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "server", "--listen", "127.0.0.1:0")
+	return startServerProcessOn(t, "127.0.0.1:0", env...)
+}
+
+func startServerProcessOn(t *testing.T, listen string, env ...string) *serverProcess {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "server", "--listen", listen)
 	cmd.Env = append(os.Environ(), append([]string{"CERTMON_TEST_EXEC=1"}, env...)...)
 	out := &syncBuffer{}
 	stdout, err := cmd.StdoutPipe()
