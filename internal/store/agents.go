@@ -37,6 +37,9 @@ type Agent struct {
 	RevokedAt      time.Time // zero while not revoked
 	CreatedAt      time.Time
 	Status         AgentStatus
+	// OfflineSince is when the agent was reported offline (an
+	// agent_offline event was written); zero while it is not.
+	OfflineSince time.Time
 }
 
 // AgentStatus is what the hub reports of a connected agent.
@@ -86,18 +89,19 @@ func (a Agent) KeyExpiresFor(keyHash []byte) time.Time {
 
 const agentCols = `id, team_id, name, pool, key_hash, key_expires, prev_key_hash, prev_key_expires,
 	revoked_at, created_at, version, hostname, address, last_seen, jobs_done, errors, queue_depth,
-	connected, connected_replica`
+	connected, connected_replica, offline_since`
 
 func scanAgent(r rowScanner) (Agent, error) {
 	var (
 		a                          Agent
 		keyExp, created            int64
 		prevExp, revoked, lastSeen sql.NullInt64
+		offline                    sql.NullInt64
 		keyHash, prevHash          []byte
 	)
 	err := r.Scan(&a.ID, &a.TeamID, &a.Name, &a.Pool, &keyHash, &keyExp, &prevHash, &prevExp,
 		&revoked, &created, &a.Status.Version, &a.Status.Hostname, &a.Status.Address, &lastSeen,
-		&a.Status.JobsDone, &a.Status.Errors, &a.Status.QueueDepth, &a.Status.Connected, &a.Status.Replica)
+		&a.Status.JobsDone, &a.Status.Errors, &a.Status.QueueDepth, &a.Status.Connected, &a.Status.Replica, &offline)
 	if err != nil {
 		return Agent{}, err
 	}
@@ -110,6 +114,7 @@ func scanAgent(r rowScanner) (Agent, error) {
 	a.RevokedAt = fromNullMS(revoked)
 	a.CreatedAt = fromMS(created)
 	a.Status.LastSeen = fromNullMS(lastSeen)
+	a.OfflineSince = fromNullMS(offline)
 	return a, nil
 }
 
@@ -271,6 +276,120 @@ func (s *Store) UpdateAgentStatus(ctx context.Context, id string, st AgentStatus
 			msOrNull(st.LastSeen), st.Replica, false, id)
 	}
 	return oneRow(res, err, "agent status "+id)
+}
+
+// OfflinePool is an agent pool of a team none of whose agents has been
+// seen lately.
+type OfflinePool struct {
+	TeamID int64
+	Pool   string
+	// LastSeen is the latest time any agent of the pool was seen; zero
+	// if none ever was.
+	LastSeen time.Time
+}
+
+// OfflinePools returns the pools of every team that have agents but no
+// non-revoked agent seen at or after since (an agent never seen counts
+// from its creation, so a pool whose agent was never installed goes
+// offline too), ordered by team and pool.
+func (s *Store) OfflinePools(ctx context.Context, since time.Time) ([]OfflinePool, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.rebind(`SELECT team_id, pool, MAX(last_seen) FROM agents
+		GROUP BY team_id, pool
+		HAVING COALESCE(MAX(CASE WHEN revoked_at IS NULL THEN COALESCE(last_seen, created_at) END), 0) < ?
+		ORDER BY team_id, pool`), ms(since))
+	if err != nil {
+		return nil, fmt.Errorf("store: offline pools: %w", err)
+	}
+	defer rows.Close()
+	var out []OfflinePool
+	for rows.Next() {
+		var (
+			p    OfflinePool
+			last sql.NullInt64
+		)
+		if err := rows.Scan(&p.TeamID, &p.Pool, &last); err != nil {
+			return nil, fmt.Errorf("store: offline pools: %w", err)
+		}
+		p.LastSeen = fromNullMS(last)
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: offline pools: %w", err)
+	}
+	return out, nil
+}
+
+// MarkAgentsOffline claims the non-revoked agents last seen before
+// lastSeenBefore that are not marked offline yet, marking them offline
+// since now, and returns them: each offline period is returned once,
+// whichever replica asks (the UPDATE is atomic on both engines). Agents
+// never seen are left alone: they were never online.
+func (s *Store) MarkAgentsOffline(ctx context.Context, lastSeenBefore, now time.Time) ([]Agent, error) {
+	return s.updateAgents(ctx, "mark agents offline", `UPDATE agents SET offline_since = ?
+		WHERE offline_since IS NULL AND revoked_at IS NULL AND last_seen < ?
+		RETURNING `+agentCols, ms(now), ms(lastSeenBefore))
+}
+
+// MarkAgentOnline clears the agent's offline mark and returns when it was
+// set; zero if the agent was not marked offline (or another replica
+// cleared the mark first, so exactly one caller sees each return).
+func (s *Store) MarkAgentOnline(ctx context.Context, id string) (time.Time, error) {
+	var since sql.NullInt64
+	err := s.db.QueryRowContext(ctx, s.rebind(`SELECT offline_since FROM agents WHERE id = ?`), id).Scan(&since)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, fmt.Errorf("store: agent %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: agent %s online: %w", id, err)
+	}
+	if !since.Valid {
+		return time.Time{}, nil
+	}
+	// Compare and set: only the caller that clears this very mark wins.
+	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE agents SET offline_since = NULL WHERE id = ? AND offline_since = ?`),
+		id, since.Int64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: agent %s online: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: agent %s online: %w", id, err)
+	}
+	if n == 0 {
+		return time.Time{}, nil
+	}
+	return fromMS(since.Int64), nil
+}
+
+// MarkKeysExpiring claims the non-revoked agents whose current key
+// expires before before and that were not warned about that expiry yet,
+// and returns them: each key's expiry is returned once, whichever replica
+// asks; a rotated key gets its own turn.
+func (s *Store) MarkKeysExpiring(ctx context.Context, before time.Time) ([]Agent, error) {
+	return s.updateAgents(ctx, "mark agent keys expiring", `UPDATE agents SET key_warned_for = key_expires
+		WHERE revoked_at IS NULL AND key_expires < ? AND (key_warned_for IS NULL OR key_warned_for <> key_expires)
+		RETURNING `+agentCols, ms(before))
+}
+
+// updateAgents runs an UPDATE ... RETURNING agentCols on the writer.
+func (s *Store) updateAgents(ctx context.Context, what, q string, args ...any) ([]Agent, error) {
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, mapErr(err))
+	}
+	defer rows.Close()
+	var out []Agent
+	for rows.Next() {
+		a, err := scanAgent(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", what, err)
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return out, nil
 }
 
 // clipReported bounds the strings an agent reports about itself and keeps

@@ -23,6 +23,26 @@ func eventArgs(e Event) ([]any, error) {
 	return []any{e.TeamID, e.MonitorID, ms(e.At), e.Kind, string(e.Status), e.Severity, e.Message, string(data)}, nil
 }
 
+// AppendEvents stores events that belong to no check (agent alerts, with
+// MonitorID 0); events of checks are written with their check record.
+func (s *Store) AppendEvents(ctx context.Context, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	rows := make([][]any, 0, len(events))
+	for _, e := range events {
+		row, err := eventArgs(e)
+		if err != nil {
+			return fmt.Errorf("store: append events: %w", err)
+		}
+		rows = append(rows, row)
+	}
+	if err := s.insertRows(ctx, s.db, `INSERT INTO events (`+eventInsertCols+`)`, "", 8, rows); err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	return nil
+}
+
 // ListEvents returns events newest first and the next cursor (0 at the end).
 func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, int64, error) {
 	var (

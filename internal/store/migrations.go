@@ -17,6 +17,7 @@ func schemaMigrations() []migration {
 	return []migration{
 		migrateInitial,
 		migrateAgents,
+		migrateAgentAlerts,
 	}
 }
 
@@ -304,4 +305,17 @@ func agentColumnsDDL(connectedType string) string {
 			queue_depth INTEGER NOT NULL DEFAULT 0,
 			connected ` + connectedType + `,
 			connected_replica TEXT NOT NULL DEFAULT ''`
+}
+
+// migrateAgentAlerts (version 3) adds what the hub's sweeps claim so that
+// each alert is raised once across replicas: offline_since is set while an
+// agent is reported offline (the AGENT_OFFLINE event was written), and
+// key_warned_for holds the key_expires value an expiry warning was written
+// for (a rotated key gets its own warning). Agent events carry monitor_id
+// 0, which events already allow.
+func migrateAgentAlerts(ctx context.Context, tx *sql.Tx, s *Store) error {
+	return execDDL(ctx, tx, s.engine, []ddl{
+		both(`ALTER TABLE agents ADD COLUMN offline_since BIGINT`),
+		both(`ALTER TABLE agents ADD COLUMN key_warned_for BIGINT`),
+	})
 }
