@@ -94,9 +94,10 @@ func TestAgentOfflineAndOnline(t *testing.T) {
 		if len(got) != 3 || got["agt_a"] != 1 || got["agt_c"] != 1 || got["agt_d"] != 1 {
 			t.Errorf("marked offline %v, want agt_a, agt_c, agt_d once each", got)
 		}
-		if as, err := s.MarkAgentsOffline(ctx, t0.Add(time.Hour), t0.Add(time.Hour)); err != nil || len(as) != 2 {
-			// agt_b now counts as stale too; the others are marked already.
-			t.Errorf("second sweep %d agents, %v", len(as), err)
+		// Later agt_b is stale too; the others are marked already and
+		// the revoked agt_r is left alone.
+		if as, err := s.MarkAgentsOffline(ctx, t0.Add(time.Hour), t0.Add(time.Hour)); err != nil || len(as) != 1 || as[0].ID != "agt_b" {
+			t.Errorf("second sweep %+v, %v", as, err)
 		}
 
 		// Back online: the mark is cleared once.
