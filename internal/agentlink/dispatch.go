@@ -67,7 +67,11 @@ func (h *Hub) Check(ctx context.Context, cl store.Claim) monitor.Outcome {
 	}
 	p.conn = h.pickLocked(m.TeamID, m.AgentPool)
 	if p.conn == nil {
+		off, isOff := h.offlineLocked(m.TeamID, m.AgentPool)
 		h.mu.Unlock()
+		if isOff {
+			return monitor.Unknown(m, offlineMessage(off), start)
+		}
 		return monitor.Unknown(m, fmt.Sprintf("no agent of pool %s connected", m.AgentPool), start)
 	}
 	h.jobs[id] = p
@@ -190,17 +194,22 @@ func (h *Hub) pickLocked(team int64, pool string) *conn {
 	return best
 }
 
-// PoolsFunc returns the pools with at least one connected agent, for
-// monitor.SchedulerConfig.PoolsFunc (pass the method value h.PoolsFunc).
-// Pools are names across teams; Check still only uses the monitor's own
-// team's agents.
+// PoolsFunc returns the pools with at least one agent connected here, and
+// the pools (of any team) none of whose agents was seen within
+// OfflineGrace at the last sweep, whose checks Check reports as UNKNOWN
+// "agent offline" (every replica claims those; a pool whose agent is
+// connected to another replica is not offline, since that replica keeps
+// its last_seen fresh). For monitor.SchedulerConfig.PoolsFunc (pass the
+// method value h.PoolsFunc). Pools are names across teams; Check still
+// only uses the monitor's own team's agents.
 func (h *Hub) PoolsFunc() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	pools := make([]string, 0, len(h.byPool))
+	pools := make([]string, 0, len(h.byPool)+len(h.offlineNames))
 	for k := range h.byPool {
 		pools = append(pools, k.pool)
 	}
+	pools = append(pools, h.offlineNames...)
 	slices.Sort(pools)
 	return slices.Compact(pools)
 }

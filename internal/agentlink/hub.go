@@ -29,6 +29,11 @@ type Store interface {
 	AuthenticateAgent(ctx context.Context, id string, keyHash []byte, now time.Time) (store.Agent, error)
 	AgentsByID(ctx context.Context, ids []string) ([]store.Agent, error)
 	UpdateAgentStatus(ctx context.Context, id string, st store.AgentStatus) error
+	OfflinePools(ctx context.Context, since time.Time) ([]store.OfflinePool, error)
+	MarkAgentsOffline(ctx context.Context, lastSeenBefore, now time.Time) ([]store.Agent, error)
+	MarkAgentOnline(ctx context.Context, id string) (time.Time, error)
+	MarkKeysExpiring(ctx context.Context, before time.Time) ([]store.Agent, error)
+	AppendEvents(ctx context.Context, events []store.Event) error
 }
 
 var _ Store = (*store.Store)(nil)
@@ -63,11 +68,28 @@ type HubConfig struct {
 	// MaxProtocolErrors is how many malformed messages a connection may
 	// send before it is closed [10].
 	MaxProtocolErrors int
+	// OfflineGrace is how long an agent may go unseen before it counts as
+	// offline: an agent_offline event, and its pool's monitors turn
+	// UNKNOWN "agent offline" if no agent of the pool was seen [5m]. It is
+	// at least minOfflineGrace, since agents connected to other replicas
+	// are seen only every statusRefresh.
+	OfflineGrace time.Duration
+	// SweepInterval is how often offline pools are read from the store and
+	// offline agents and expiring keys are looked for [15s].
+	SweepInterval time.Duration
+	// KeyWarning is how long before its key expires an agent_key_expiring
+	// event is written [14 days].
+	KeyWarning time.Duration
 }
 
 // statusRefresh is how often last_seen is written for a quiet agent, so
 // readers can tell a connection a crashed replica left "connected".
 const statusRefresh = 30 * time.Second
+
+// minOfflineGrace keeps an agent connected to another replica, whose
+// last_seen that replica refreshes every statusRefresh, from looking
+// offline here.
+const minOfflineGrace = 2 * statusRefresh
 
 // expiredMemory is how long a job Check gave up on is remembered, so its
 // late result is acked "job expired" rather than "unknown job".
@@ -93,6 +115,10 @@ type Hub struct {
 	jobs    map[string]*pending // by job ID
 	expired map[string]time.Time
 	rr      uint64
+	// offline is the last sweep's offline pools (any team), by team and
+	// pool; offlineNames their names, for PoolsFunc.
+	offline      map[poolKey]store.OfflinePool
+	offlineNames []string
 }
 
 type poolKey struct {
@@ -136,6 +162,10 @@ func NewHub(cfg HubConfig, st Store, log *slog.Logger) (*Hub, error) {
 	def(&cfg.WriteTimeout, 10*time.Second)
 	def(&cfg.RecheckInterval, 5*time.Second)
 	def(&cfg.ProbeTimeout, 30*time.Second)
+	def(&cfg.OfflineGrace, 5*time.Minute)
+	cfg.OfflineGrace = max(cfg.OfflineGrace, minOfflineGrace)
+	def(&cfg.SweepInterval, 15*time.Second)
+	def(&cfg.KeyWarning, 14*24*time.Hour)
 	if cfg.MaxProtocolErrors <= 0 {
 		cfg.MaxProtocolErrors = 10
 	}
@@ -268,6 +298,9 @@ func (c *conn) serve(remote string) {
 	}
 	c.log.Info("agent connected", "allow_networks", len(hello.AllowNetworks))
 	c.writeStatus(true)
+	// After the status write: last_seen is fresh, so no sweep marks the
+	// agent offline again between the two.
+	c.markOnline(now)
 
 	go c.pinger()
 	c.readLoop()
@@ -592,12 +625,15 @@ func (h *Hub) Disconnect(agentID string) {
 	}
 }
 
-// Run re-checks credentials and writes status every RecheckInterval until
+// Run re-checks credentials and writes status every RecheckInterval, and
+// sweeps for offline agents and expiring keys every SweepInterval, until
 // ctx ends, then closes every connection (agents reconnect to another
 // replica) and waits for them, briefly.
 func (h *Hub) Run(ctx context.Context) error {
 	t := time.NewTicker(h.cfg.RecheckInterval)
 	defer t.Stop()
+	sweep := time.NewTicker(h.cfg.SweepInterval)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -605,6 +641,8 @@ func (h *Hub) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			h.maintain(ctx)
+		case <-sweep.C:
+			h.sweep(ctx)
 		}
 	}
 }

@@ -17,6 +17,14 @@ const (
 	EventCertificateChanged = "certificate_changed"
 )
 
+// Event kinds written by the agent hub (package agentlink); they belong
+// to no monitor (monitor ID 0).
+const (
+	EventAgentOffline     = "agent_offline"
+	EventAgentOnline      = "agent_online"
+	EventAgentKeyExpiring = "agent_key_expiring"
+)
+
 // Outcome is a finished check as the state machine needs it.
 type Outcome struct {
 	Result *assess.Result

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certmon/certmon/internal/certtest"
+)
+
+// agentProcess starts `certmon agent` (the test binary) against base.
+func agentProcess(t *testing.T, base, id, key, spool string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "agent", "--spool-dir", spool)
+	cmd.Env = append(os.Environ(), "CERTMON_TEST_EXEC=1", "CERTMON_SERVER="+base, "CERTMON_AGENT_ID="+id, "CERTMON_AGENT_KEY="+key)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+type agentView struct {
+	ID        string `json:"id"`
+	Key       string `json:"key"`
+	Connected bool   `json:"connected"`
+	JobsDone  int64  `json:"jobs_done"`
+}
+
+// TestKilledAgentsJobsGoToThePoolsOtherAgent runs two agents of one pool,
+// SIGKILLs one, and shows every monitor of the pool checked again, OK,
+// through the survivor.
+func TestKilledAgentsJobsGoToThePoolsOtherAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 40 s")
+	}
+	now := time.Now()
+	root := certtest.NewRootCA("Pool CA", certtest.WithValidity(now.AddDate(-1, 0, 0), now.AddDate(2, 0, 0)))
+	leaf := root.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(now.Add(-time.Hour), now.AddDate(0, 0, 90)))
+	target := certtest.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(leaf)}}).Addr
+	dir := t.TempDir()
+	const token = "agents-test-token-0123456789"
+	srv := startServerProcess(t, "CERTMON_DATA="+filepath.Join(dir, "data"), "CERTMON_BOOTSTRAP_TOKEN="+token,
+		"CERTMON_CHECK_REVOCATION=off", "CERTMON_SCHEDULER_RETRY_DELAY=1s", "CERTMON_SCHEDULER_POLL=200ms")
+	c := api{t: t, base: srv.base, token: token}
+	var a, b agentView
+	c.do("POST", "/api/v1/agents", map[string]any{"name": "a", "pool": "dc1"}, &a)
+	c.do("POST", "/api/v1/agents", map[string]any{"name": "b", "pool": "dc1"}, &b)
+	procA := agentProcess(t, srv.base, a.ID, a.Key, filepath.Join(dir, "spool-a"))
+	agentProcess(t, srv.base, b.ID, b.Key, filepath.Join(dir, "spool-b"))
+
+	const n = 20
+	ids := make([]int64, n)
+	for i := range n {
+		var m monitorView
+		c.do("POST", "/api/v1/monitors", map[string]any{"target": target, "schedule": "30s", "agent_pool": "dc1",
+			"ca_pem": string(root.PEM())}, &m)
+		ids[i] = m.ID
+	}
+	type checked struct {
+		Status      *string `json:"status"`
+		LastCheckAt *string `json:"last_check_at"`
+	}
+	allOKAfter := func(since time.Time, limit time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(limit)
+		for {
+			pending := 0
+			for _, id := range ids {
+				var m checked
+				c.do("GET", fmt.Sprintf("/api/v1/monitors/%d", id), nil, &m)
+				last, _ := time.Parse(time.RFC3339, deref(m.LastCheckAt))
+				if m.Status == nil || *m.Status != "OK" || last.Before(since.Truncate(time.Second)) {
+					pending++
+				}
+			}
+			if pending == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d monitors not checked OK since %v", pending, n, since.Format(time.TimeOnly))
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	allOKAfter(now, 15*time.Second)
+	c.do("GET", "/api/v1/agents/"+a.ID, nil, &a)
+	c.do("GET", "/api/v1/agents/"+b.ID, nil, &b)
+	if a.JobsDone == 0 || b.JobsDone == 0 {
+		t.Logf("jobs before the kill: a %d, b %d (status counters are written every few seconds)", a.JobsDone, b.JobsDone)
+	}
+
+	if err := procA.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = procA.Wait()
+	killed := time.Now()
+	// Every monitor's next 30 s slot comes after the kill; all of them
+	// must be checked through agent b.
+	allOKAfter(killed, 45*time.Second)
+	before := b.JobsDone
+	deadline := time.Now().Add(10 * time.Second)
+	for b.JobsDone <= before && time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		c.do("GET", "/api/v1/agents/"+b.ID, nil, &b)
+	}
+	if b.JobsDone <= before {
+		t.Errorf("agent b did no jobs after a was killed (%d)", b.JobsDone)
+	}
+}
