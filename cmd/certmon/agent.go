@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -74,9 +75,22 @@ revokes the credentials, 2 for a missing or invalid setting.`,
   certmon agent --env-file /etc/certmon/agent.env --allow-networks 10.0.0.0/8,192.168.0.0/16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			args := os.Args[1:]
+			if i := slices.Index(args, "agent"); i >= 0 {
+				args = args[i+1:]
+			}
+			if action, _ := cmd.Flags().GetString("service"); action != "" {
+				if err := controlAgentService(action, args); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				return nil
+			}
 			s, err := resolveAgentSettings(cmd.Flags(), os.Getenv)
 			if err != nil {
 				return &exitError{code: 2, err: err}
+			}
+			if underServiceManager() {
+				return runAsService(func(ctx context.Context) error { return runAgent(ctx, s, stderr) }, args)
 			}
 			return runAgent(cmd.Context(), s, stderr)
 		},
@@ -93,6 +107,7 @@ revokes the credentials, 2 for a missing or invalid setting.`,
 	fl.Int("concurrency", agent.DefaultConcurrency, "probes run at once (CERTMON_AGENT_CONCURRENCY)")
 	fl.String("metrics-listen", "", "serve /metrics and /healthz (503 while disconnected) on `ADDR`, e.g. 127.0.0.1:9184; off by default (CERTMON_AGENT_METRICS_LISTEN)")
 	fl.String("log-level", "info", "debug, info, warn or error (CERTMON_LOG_LEVEL)")
+	fl.String("service", "", "`ACTION` on the agent as an OS service (Windows service, systemd, launchd): install (with the other flags given), uninstall, start, stop, restart")
 	return cmd
 }
 
