@@ -169,7 +169,8 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 
 	// Self-hosted agents: this replica claims the due checks of the pools
 	// whose agents are connected to it and hands them out as jobs.
-	hub, err := agentlink.NewHub(agentlink.HubConfig{Assess: checker.Assess, Version: version, Replica: replica}, st, log)
+	hub, err := agentlink.NewHub(agentlink.HubConfig{Assess: checker.Assess, Version: version, Replica: replica,
+		RetryDelay: cfg.Scheduler.RetryDelay.Std()}, st, log)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

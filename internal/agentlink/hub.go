@@ -68,6 +68,9 @@ type HubConfig struct {
 	// MaxProtocolErrors is how many malformed messages a connection may
 	// send before it is closed [10].
 	MaxProtocolErrors int
+	// RetryDelay is the scheduler's retry delay, used when an adopted
+	// result (see adopt.go) is a failure [20s].
+	RetryDelay time.Duration
 	// OfflineGrace is how long an agent may go unseen before it counts as
 	// offline: an agent_offline event, and its pool's monitors turn
 	// UNKNOWN "agent offline" if no agent of the pool was seen [5m]. It is
@@ -162,6 +165,7 @@ func NewHub(cfg HubConfig, st Store, log *slog.Logger) (*Hub, error) {
 	def(&cfg.WriteTimeout, 10*time.Second)
 	def(&cfg.RecheckInterval, 5*time.Second)
 	def(&cfg.ProbeTimeout, 30*time.Second)
+	def(&cfg.RetryDelay, 20*time.Second)
 	def(&cfg.OfflineGrace, 5*time.Minute)
 	cfg.OfflineGrace = max(cfg.OfflineGrace, minOfflineGrace)
 	def(&cfg.SweepInterval, 15*time.Second)
@@ -487,6 +491,7 @@ func (c *conn) handleResult(body json.RawMessage) bool {
 		return false
 	}
 	reason := ""
+	adopt := false
 	h.mu.Lock()
 	p := h.jobs[res.JobID]
 	switch {
@@ -497,9 +502,17 @@ func (c *conn) handleResult(body json.RawMessage) bool {
 	case !h.expired[res.JobID].IsZero():
 		reason = "job expired"
 	default:
-		reason = "unknown job"
+		adopt = true
 	}
 	h.mu.Unlock()
+	if adopt {
+		// Not sent from here: a spooled result whose claim died with
+		// another (or an earlier) server process.
+		if reason = c.adopt(&res); reason == "" {
+			c.ack(res.JobID, "")
+			return true
+		}
+	}
 	if reason == "" {
 		p.done <- reply{res: &res}
 	} else {

@@ -798,3 +798,57 @@ func TestCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestSpooledResultAdoptedAfterClaimLost: a result for a job this process
+// never sent (its claim died with another server process) is recorded if
+// the job still names the monitor's unrecorded slot, exactly once; a
+// resend, or a result for another pool's monitor, is refused.
+func TestSpooledResultAdoptedAfterClaimLost(t *testing.T) {
+	for _, engine := range storetest.Engines {
+		t.Run(engine, func(t *testing.T) {
+			e := newEnv(t, engine, nil)
+			ctx := context.Background()
+			slot := e.clock.Now().Add(-time.Minute).Truncate(time.Millisecond)
+			m, err := e.st.CreateMonitor(ctx, store.Monitor{TeamID: store.DefaultTeamID, Target: "127.0.0.1:443",
+				Schedule: "1h", AgentPool: "dc1"}, slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := e.st.CreateMonitor(ctx, store.Monitor{TeamID: store.DefaultTeamID, Target: "127.0.0.1:443",
+				Schedule: "1h", AgentPool: "dc2"}, slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, key := e.agent("a", "dc1", nil)
+			a, _ := e.connect(id, key)
+			job := fmt.Sprintf("%d-%d", m.ID, slot.UnixMilli())
+			var ack Ack
+			a.send(TypeResult, Result{JobID: job, Observation: observation(e.chain)})
+			a.expect(TypeAck, &ack)
+			if ack.JobID != job || ack.Error != "" {
+				t.Fatalf("adopted result not accepted: %+v", ack)
+			}
+			got, err := e.st.GetMonitor(ctx, store.DefaultTeamID, m.ID)
+			if err != nil || got.State.Status == "" || !got.State.NextCheckAt.After(slot) {
+				t.Fatalf("not recorded: %+v %v", got.State, err)
+			}
+			// The same result again: the slot is recorded, nothing changes.
+			a.send(TypeResult, Result{JobID: job, Observation: observation(e.chain)})
+			a.expect(TypeAck, &ack)
+			if ack.Error == "" {
+				t.Error("a resent result was recorded twice")
+			}
+			h, _ := e.st.History(ctx, store.DefaultTeamID, m.ID, 10)
+			if len(h) != 1 {
+				t.Errorf("%d history rows, want 1", len(h))
+			}
+			// Another pool's monitor: not this agent's to answer.
+			otherJob := fmt.Sprintf("%d-%d", other.ID, slot.UnixMilli())
+			a.send(TypeResult, Result{JobID: otherJob, Observation: observation(e.chain)})
+			a.expect(TypeAck, &ack)
+			if ack.Error != "job is not for this agent's pool" {
+				t.Errorf("other pool's result: %+v", ack)
+			}
+		})
+	}
+}

@@ -13,7 +13,10 @@ import (
 // A claim is fenced by (lease_owner, next_check_at): ClaimDue sets the
 // owner and leaves next_check_at as the slot, and a result is accepted only
 // while both still match. Another replica taking over an expired lease
-// changes the owner; a reschedule or "check now" changes the slot.
+// changes the owner; a reschedule or "check now" changes the slot. A record
+// with an empty Claim.Owner is fenced by the slot alone: an agent's result
+// adopted after the claim that sent its job was lost with its replica
+// (agentlink/adopt.go); whichever record of a slot lands first wins.
 
 // ClaimDue leases up to limit unpaused monitors of the given agent pools
 // whose next check is due at now and that no live lease holds, oldest
@@ -288,7 +291,8 @@ func (s *Store) updateStates(ctx context.Context, tx querier, recs []CheckRecord
 			leaf_expires = v.leaf_expires, last_check_at = v.last_check_at, next_check_at = v.next_check_at,
 			failures = v.failures, lease_owner = NULL, lease_until = NULL
 		FROM v
-		WHERE monitors.id = v.mid AND monitors.lease_owner = v.owner AND monitors.next_check_at = v.slot
+		WHERE monitors.id = v.mid AND monitors.next_check_at = v.slot
+			AND (v.owner = '' OR monitors.lease_owner = v.owner)
 		RETURNING id`
 		flat := make([]any, 0, (end-start)*len(types))
 		for _, i := range order[start:end] {
