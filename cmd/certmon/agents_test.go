@@ -3,9 +3,11 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -116,5 +118,87 @@ func TestKilledAgentsJobsGoToThePoolsOtherAgent(t *testing.T) {
 	}
 	if b.JobsDone <= before {
 		t.Errorf("agent b did no jobs after a was killed (%d)", b.JobsDone)
+	}
+}
+
+// TestServerKilledWhileAgentWorks SIGKILLs the server while an agent is in
+// the middle of a burst of slow probes. The agent spools what it could not
+// deliver and resends it after the server is back: every monitor is
+// recorded exactly once, and no target is probed twice (the results
+// arrived, nothing was re-run).
+func TestServerKilledWhileAgentWorks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 15 s")
+	}
+	now := time.Now()
+	root := certtest.NewRootCA("Spool CA", certtest.WithValidity(now.AddDate(-1, 0, 0), now.AddDate(2, 0, 0)))
+	leaf := root.Leaf([]string{"127.0.0.1", "*.spool.test"}, certtest.WithValidity(now.Add(-time.Hour), now.AddDate(0, 0, 90)))
+	cert := certtest.TLSCertificate(leaf)
+	var mu sync.Mutex
+	probed := map[string]int{}
+	// Each handshake takes 2 s, so the burst is in flight when the
+	// server dies.
+	target := certtest.ServeTLS(t, &tls.Config{GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		time.Sleep(2 * time.Second)
+		mu.Lock()
+		probed[h.ServerName]++
+		mu.Unlock()
+		return &cert, nil
+	}}).Addr
+	dir := t.TempDir()
+	const token = "spool-test-token-0123456789"
+	env := []string{"CERTMON_DATA=" + filepath.Join(dir, "data"), "CERTMON_BOOTSTRAP_TOKEN=" + token,
+		"CERTMON_CHECK_REVOCATION=off", "CERTMON_SCHEDULER_POLL=200ms"}
+	srv := startServerProcess(t, env...)
+	c := api{t: t, base: srv.base, token: token}
+	var a agentView
+	c.do("POST", "/api/v1/agents", map[string]any{"name": "a", "pool": "dc1"}, &a)
+	_, port, _ := net.SplitHostPort(srv.base[len("http://"):])
+	agentProcess(t, srv.base, a.ID, a.Key, filepath.Join(dir, "spool"))
+
+	const n = 30
+	ids := make([]int64, n)
+	for i := range n {
+		var m monitorView
+		c.do("POST", "/api/v1/monitors", map[string]any{"target": target, "sni": fmt.Sprintf("s%d.spool.test", i),
+			"schedule": "1h", "agent_pool": "dc1", "ca_pem": string(root.PEM())}, &m)
+		ids[i] = m.ID
+	}
+	time.Sleep(1 * time.Second) // jobs are out, probes under way
+	srv.kill9(t)
+	// Same data and port: the agent reconnects to the restarted server.
+	srv = startServerProcessOn(t, net.JoinHostPort("127.0.0.1", port), env...)
+	c.base = srv.base
+
+	deadline := time.Now().Add(40 * time.Second)
+	for _, id := range ids {
+		for {
+			var h struct {
+				History []struct {
+					Status string `json:"status"`
+				} `json:"history"`
+			}
+			c.do("GET", fmt.Sprintf("/api/v1/monitors/%d/history", id), nil, &h)
+			if len(h.History) == 1 && h.History[0].Status == "OK" {
+				break
+			}
+			if len(h.History) > 1 {
+				t.Fatalf("monitor %d recorded %d times", id, len(h.History))
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("monitor %d not recorded OK after the restart: %+v", id, h.History)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for name, k := range probed {
+		if k != 1 {
+			t.Errorf("%s probed %d times", name, k)
+		}
+	}
+	if len(probed) != n {
+		t.Errorf("%d targets probed, want %d", len(probed), n)
 	}
 }
