@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certmon/certmon/internal/certtest"
+	"github.com/certmon/certmon/internal/store/storetest"
 )
 
 // agentProcess starts `certmon agent` (the test binary) against base.
@@ -200,5 +201,34 @@ func TestServerKilledWhileAgentWorks(t *testing.T) {
 	}
 	if len(probed) != n {
 		t.Errorf("%d targets probed, want %d", len(probed), n)
+	}
+}
+
+// TestAgentOnAnyReplica connects an agent to one of two replicas sharing a
+// PostgreSQL database and creates its pool's monitors through the other:
+// the replica the agent is connected to claims and dispatches them.
+func TestAgentOnAnyReplica(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	now := time.Now()
+	root := certtest.NewRootCA("Replica CA", certtest.WithValidity(now.AddDate(-1, 0, 0), now.AddDate(2, 0, 0)))
+	leaf := root.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(now.Add(-time.Hour), now.AddDate(0, 0, 90)))
+	target := certtest.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(leaf)}}).Addr
+	const token = "any-replica-token-0123456789"
+	env := []string{"CERTMON_DATABASE_URL=" + dsn, "CERTMON_BOOTSTRAP_TOKEN=" + token,
+		"CERTMON_CHECK_REVOCATION=off", "CERTMON_SCHEDULER_POLL=200ms"}
+	one, two := startServerProcess(t, env...), startServerProcess(t, env...)
+	c := api{t: t, base: two.base, token: token}
+	var a agentView
+	c.do("POST", "/api/v1/agents", map[string]any{"name": "a", "pool": "dc1"}, &a)
+	agentProcess(t, one.base, a.ID, a.Key, filepath.Join(t.TempDir(), "spool"))
+	var m monitorView
+	c.do("POST", "/api/v1/monitors", map[string]any{"target": target, "agent_pool": "dc1", "ca_pem": string(root.PEM())}, &m)
+	deadline := time.Now().Add(20 * time.Second)
+	for m.Status == nil || *m.Status != "OK" {
+		if time.Now().After(deadline) {
+			t.Fatalf("monitor made on replica two not checked through the agent on replica one: %v", deref(m.Status))
+		}
+		time.Sleep(200 * time.Millisecond)
+		c.do("GET", fmt.Sprintf("/api/v1/monitors/%d", m.ID), nil, &m)
 	}
 }

@@ -852,3 +852,32 @@ func TestSpooledResultAdoptedAfterClaimLost(t *testing.T) {
 		})
 	}
 }
+
+// TestNewerAgentVersion plays an agent one protocol version ahead: its
+// messages carry v=2, fields and message types this server does not know.
+// The server ignores what it does not know and the check works.
+func TestNewerAgentVersion(t *testing.T) {
+	e := newEnv(t, "sqlite", nil)
+	id, key := e.agent("a", "dc1", nil)
+	a, _ := e.connect(id, key)
+	a.sendRaw([]byte(`{"type":"capabilities","v":2,"body":{"revocation_on_agent":true}}`))
+	c := e.claim("dc1", 2*time.Minute)
+	out := e.check(c)
+	var j Job
+	a.expect(TypeJob, &j)
+	res, err := json.Marshal(Result{JobID: j.JobID, Observation: observation(e.chain)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A v2 result with an extra field.
+	body := append(res[:len(res)-1], []byte(`,"probe_host":"agent-7"}`)...)
+	a.sendRaw([]byte(`{"type":"result","v":2,"body":` + string(body) + `}`))
+	var ack Ack
+	a.expect(TypeAck, &ack)
+	if ack.Error != "" {
+		t.Fatalf("v2 result refused: %+v", ack)
+	}
+	if o := waitOutcome(t, out); o.Result.Status != assess.OK {
+		t.Fatalf("outcome %+v %s", o.Result, errText(o))
+	}
+}
