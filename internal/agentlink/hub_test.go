@@ -49,22 +49,8 @@ type env struct {
 	chain [][]byte // a valid example.com chain
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects logs written while tests read them.
+type syncBuffer = certtest.SyncBuffer
 
 func forEachEngine(t *testing.T, fn func(t *testing.T, engine string)) {
 	for _, e := range storetest.Engines {

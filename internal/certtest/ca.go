@@ -117,27 +117,23 @@ type CA struct {
 
 // NewRootCA makes a self-signed root valid from Now-1y to Now+10y.
 func NewRootCA(name string, opts ...Option) *CA {
-	t := &Template{
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"certmon test"}},
-		NotBefore:             Now.AddDate(-1, 0, 0),
-		NotAfter:              Now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	key := ECKey()
-	for _, o := range opts {
-		o(t, &key)
-	}
+	t, key := caTemplate(name, 10, opts)
 	return &CA{Cert: sign(t, t, key.Public(), key, key)}
 }
 
 // Intermediate issues a sub-CA valid from Now-1y to Now+5y.
 func (ca *CA) Intermediate(name string, opts ...Option) *CA {
+	t, key := caTemplate(name, 5, opts)
+	return &CA{Cert: sign(t, ca.Cert.Cert, key.Public(), key, ca.Key)}
+}
+
+// caTemplate is a CA named name, valid from Now-1y for years after Now,
+// with opts applied.
+func caTemplate(name string, years int, opts []Option) (*Template, crypto.Signer) {
 	t := &Template{
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"certmon test"}},
 		NotBefore:             Now.AddDate(-1, 0, 0),
-		NotAfter:              Now.AddDate(5, 0, 0),
+		NotAfter:              Now.AddDate(years, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -146,7 +142,7 @@ func (ca *CA) Intermediate(name string, opts ...Option) *CA {
 	for _, o := range opts {
 		o(t, &key)
 	}
-	return &CA{Cert: sign(t, ca.Cert.Cert, key.Public(), key, ca.Key)}
+	return t, key
 }
 
 // Leaf issues a server certificate for the given DNS names (or IPs),
