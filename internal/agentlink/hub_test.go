@@ -311,13 +311,7 @@ func waitOutcome(t *testing.T, ch <-chan monitor.Outcome) monitor.Outcome {
 // eventually polls cond for up to d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	end := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(end) {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	certtest.Eventually(t, d, what, cond)
 }
 
 func TestAuthFailures(t *testing.T) {

@@ -30,13 +30,7 @@ func openStore(t *testing.T, dsn string) *store.Store {
 
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	certtest.Eventually(t, limit, what, cond)
 }
 
 // TestSchedulerChecksNewMonitors runs the real built-in agent against TLS
