@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/certmon/certmon/internal/agentlink"
 	"github.com/certmon/certmon/internal/probe"
+	"github.com/certmon/certmon/internal/revocation"
+	"github.com/certmon/certmon/internal/target"
 )
 
 // Agent runs jobs for one server. Create it with New and call Run once.
@@ -29,10 +32,12 @@ type Agent struct {
 	log    *slog.Logger
 	spool  *spool
 	prober *probe.Prober
-	wsURL  string
-	client *http.Client
-	header http.Header
-	sem    chan struct{}
+	// fetcher fetches OCSP/CRL/AIA for jobs that ask for it.
+	fetcher *revocation.Fetcher
+	wsURL   string
+	client  *http.Client
+	header  http.Header
+	sem     chan struct{}
 
 	mu       sync.Mutex
 	inflight map[string]struct{} // accepted jobs not yet spooled
@@ -92,12 +97,33 @@ func New(cfg Config) (*Agent, error) {
 		TLSHandshakeTimeout: dialTimeout,
 	}
 	jobCtx, cancel := context.WithCancel(context.Background())
+	prober := probe.New(probe.Options{Timeout: c.MaxJobTimeout, Logger: c.Logger, Lookup: c.Resolver})
+	fetchOpts := revocation.Options{Timeout: c.MaxJobTimeout, Logger: c.Logger}
+	if len(c.AllowNetworks) > 0 {
+		// OCSP, CRL and AIA URLs come from certificates: the allow-list
+		// bounds them as it bounds targets, with no proxy in between.
+		reach := probe.Reach{Allow: c.AllowNetworks}
+		fetchOpts.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, port, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			p, _ := strconv.Atoi(port)
+			checked, err := prober.Within(ctx, target.Target{Raw: addr, Host: host, Port: p}, reach)
+			if err != nil {
+				return nil, err
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, checked)
+		}}
+	}
 	return &Agent{
-		cfg:    c,
-		log:    c.Logger,
-		spool:  sp,
-		prober: probe.New(probe.Options{Timeout: c.MaxJobTimeout, Logger: c.Logger, Lookup: c.Resolver}),
-		wsURL:  wsURL,
+		cfg:     c,
+		log:     c.Logger,
+		spool:   sp,
+		prober:  prober,
+		fetcher: revocation.NewFetcher(fetchOpts),
+		wsURL:   wsURL,
 		client: &http.Client{
 			Transport: transport,
 			// A redirect would carry the key somewhere the user did not

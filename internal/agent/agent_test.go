@@ -421,3 +421,39 @@ func TestAgentShutdownFinishesRunningJobs(t *testing.T) {
 		t.Errorf("stats = %+v, want the unacknowledged result spooled", st)
 	}
 }
+
+// TestAgentFetchesRevocationWhenAsked: a job with FetchRevocation makes the
+// agent ask the certificate's OCSP responder (here on loopback, as an
+// internal responder would be) and report the answer; without it the
+// agent fetches nothing.
+func TestAgentFetchesRevocationWhenAsked(t *testing.T) {
+	pki := certtest.NewPKI(t)
+	pki.Clock = time.Now
+	now := time.Now()
+	root := certtest.NewRootCA("Internal CA", certtest.WithValidity(now.AddDate(-1, 0, 0), now.AddDate(2, 0, 0)))
+	leaf := root.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(now.Add(-time.Hour), now.AddDate(0, 0, 90)),
+		certtest.WithOCSPServer(pki.OCSPURL(root)))
+	pki.Revoke(leaf, 1)
+	target := certtest.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(leaf, &root.Cert)}}).Addr
+
+	f, roots := newFakeTLSServer(t)
+	f.sendJobsOnFirst(
+		agentlink.Job{JobID: "with", Target: target, FetchRevocation: true},
+		agentlink.Job{JobID: "without", Target: target},
+	)
+	cfg := testConfig(t, f)
+	cfg.RootCAs = roots
+	startAgent(t, cfg)
+	results := f.awaitResults(2, 10*time.Second)
+	slices.SortFunc(results, func(a, b agentlink.Result) int { return strings.Compare(a.JobID, b.JobID) }) // "with" < "without"
+	with, without := results[0].Observation, results[1].Observation
+	if with == nil || with.Revocation == nil || with.Revocation.State != "revoked" {
+		t.Fatalf("revocation with FetchRevocation: %+v", with)
+	}
+	if without == nil || without.Revocation != nil {
+		t.Errorf("revocation fetched though not asked: %+v", without.Revocation)
+	}
+	if hits := pki.Hits("ocsp"); hits != 1 {
+		t.Errorf("OCSP responder asked %d times, want 1", hits)
+	}
+}

@@ -53,6 +53,9 @@ func (a *Agent) execute(ctx context.Context, job agentlink.Job) agentlink.Result
 		return res
 	}
 	res.Observation = a.prober.Probe(ctx, probe.Request{Target: t, SNI: sni, Address: addr})
+	if job.FetchRevocation {
+		a.fetchRevocation(ctx, res.Observation)
+	}
 	return res
 }
 

@@ -85,6 +85,9 @@ func (h *Hub) Check(ctx context.Context, cl store.Claim) monitor.Outcome {
 		SNI:      m.SNI,
 		Timeout:  min(h.cfg.ProbeTimeout, wait),
 		Deadline: deadline,
+		// The agent fetches OCSP/CRL/AIA when the monitor says only it
+		// can reach the responders.
+		FetchRevocation: m.RevocationFrom == "agent",
 	}
 	if err := p.conn.send(ctx, TypeJob, job); err != nil {
 		p.conn.log.Info("sending job failed", "job", id, "err", err)

@@ -78,6 +78,10 @@ type Job struct {
 	Timeout  time.Duration `json:"timeout_ns"`
 	// Deadline is when the server stops waiting (the lease).
 	Deadline time.Time `json:"deadline"`
+	// FetchRevocation asks the agent to fetch OCSP/CRL and AIA issuers
+	// itself and report them in the Observation (responders reachable
+	// only inside its network). Older agents ignore it.
+	FetchRevocation bool `json:"fetch_revocation,omitempty"`
 }
 
 // Result is the agent's answer: the raw Observation (the server assesses),

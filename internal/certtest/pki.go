@@ -108,6 +108,10 @@ type PKI struct {
 	files     map[string][]byte
 	hits      map[string]int
 	failure   Failure
+
+	// Clock dates OCSP answers (default the fixed Now); set it to
+	// time.Now for tests judged at the real time.
+	Clock func() time.Time
 }
 
 // NewPKI starts a PKI server that stops at the end of the test.
@@ -279,6 +283,10 @@ func (p *PKI) serveOCSP(w http.ResponseWriter, r *http.Request) {
 	signer := p.delegates[ca]
 	p.mu.Unlock()
 	tmpl := ocsp.Response{Status: ocsp.Good, SerialNumber: req.SerialNumber}
+	if p.Clock != nil {
+		now := p.Clock()
+		tmpl.ThisUpdate, tmpl.NextUpdate = now.Add(-time.Hour), now.Add(24*time.Hour)
+	}
 	if revoked {
 		tmpl.Status, tmpl.RevokedAt, tmpl.RevocationReason = ocsp.Revoked, entry.RevocationTime, entry.ReasonCode
 	}

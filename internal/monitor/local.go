@@ -10,6 +10,7 @@ import (
 
 	"github.com/certmon/certmon/internal/assess"
 	"github.com/certmon/certmon/internal/probe"
+	"github.com/certmon/certmon/internal/revocation"
 	"github.com/certmon/certmon/internal/store"
 	"github.com/certmon/certmon/internal/target"
 )
@@ -71,16 +72,9 @@ func (l *LocalChecker) assessor(caPEM string) (*assess.Assessor, error) {
 	if a, ok := l.byRoots[key]; ok {
 		return a, nil
 	}
-	var pool *x509.CertPool
-	if l.base.Roots != nil {
-		pool = l.base.Roots.Clone()
-	} else if sys, err := x509.SystemCertPool(); err == nil {
-		pool = sys
-	} else {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM([]byte(caPEM)) {
-		return nil, errors.New("monitor ca_pem holds no PEM certificate")
+	pool, err := l.roots(caPEM)
+	if err != nil {
+		return nil, err
 	}
 	cfg := l.base
 	cfg.Roots = pool
@@ -90,6 +84,22 @@ func (l *LocalChecker) assessor(caPEM string) (*assess.Assessor, error) {
 	}
 	l.byRoots[key] = a
 	return a, nil
+}
+
+// roots is the global roots plus a monitor's own CA bundle.
+func (l *LocalChecker) roots(caPEM string) (*x509.CertPool, error) {
+	var pool *x509.CertPool
+	if l.base.Roots != nil {
+		pool = l.base.Roots.Clone()
+	} else if sys, err := x509.SystemCertPool(); err == nil {
+		pool = sys
+	} else {
+		pool = x509.NewCertPool()
+	}
+	if caPEM != "" && !pool.AppendCertsFromPEM([]byte(caPEM)) {
+		return nil, errors.New("monitor ca_pem holds no PEM certificate")
+	}
+	return pool, nil
 }
 
 // Check probes and assesses one claimed monitor.
@@ -125,7 +135,12 @@ func (l *LocalChecker) Assess(ctx context.Context, m store.Monitor, obs *probe.O
 	if err != nil {
 		return invalid(m, err, now)
 	}
-	a, err := l.assessor(m.CAPEM)
+	var a *assess.Assessor
+	if m.RevocationFrom == "agent" {
+		a, err = l.withAgentFetches(m.CAPEM, obs)
+	} else {
+		a, err = l.assessor(m.CAPEM)
+	}
 	if err != nil {
 		return invalid(m, err, now)
 	}
@@ -173,4 +188,55 @@ func invalid(m store.Monitor, err error, now time.Time) Outcome {
 		Verification: assess.Verification{Revocation: assess.RevocationNotChecked},
 		Error:        &msg,
 	}}
+}
+
+// withAgentFetches is an assessor for one observation whose agent fetched
+// OCSP/CRL and AIA itself (revocation_from: agent): the server judges with
+// the agent's answers instead of fetching, since it cannot reach the
+// responders. It is made per observation, so it has no cache.
+func (l *LocalChecker) withAgentFetches(caPEM string, obs *probe.Observation) (*assess.Assessor, error) {
+	pool, err := l.roots(caPEM)
+	if err != nil {
+		return nil, err
+	}
+	cfg := l.base
+	cfg.Roots = pool
+	cfg.CacheSize = -1
+	cfg.Issuers = agentIssuers(obs.Issuers)
+	cfg.Revocation = agentRevocation{obs.Revocation}
+	return assess.New(cfg), nil
+}
+
+// agentIssuers answers AIA fetches with the issuers the agent fetched.
+type agentIssuers [][]byte
+
+func (a agentIssuers) FetchIssuer(context.Context, string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for _, der := range a {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("the agent fetched no issuer")
+	}
+	return out, nil
+}
+
+// agentRevocation answers with the agent's revocation report.
+type agentRevocation struct{ r *probe.RevocationReport }
+
+func (a agentRevocation) Check(context.Context, *x509.Certificate, *x509.Certificate, []byte, time.Time) revocation.Status {
+	if a.r == nil {
+		return revocation.Status{State: revocation.Unknown, Reason: "the agent sent no revocation answer"}
+	}
+	st := revocation.Status{State: revocation.Unknown, Source: a.r.Source, Reason: a.r.Reason, RevokedAt: a.r.RevokedAt}
+	switch revocation.State(a.r.State) {
+	case revocation.Good, revocation.Revoked:
+		st.State = revocation.State(a.r.State)
+	}
+	if st.Source != "" {
+		st.Source += " (fetched by the agent)"
+	}
+	return st
 }

@@ -14,7 +14,9 @@ import (
 	"github.com/certmon/certmon/internal/certtest"
 	"github.com/certmon/certmon/internal/monitor"
 	"github.com/certmon/certmon/internal/probe"
+	"github.com/certmon/certmon/internal/revocation"
 	"github.com/certmon/certmon/internal/store"
+	"github.com/certmon/certmon/internal/target"
 )
 
 // TestLocalCheckerPerMonitorRoots shows a monitor's own ca_pem trusting a
@@ -94,4 +96,54 @@ func (loopbackOnly) DialContext(ctx context.Context, network, addr string) (net.
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
+}
+
+// TestAssessWithAgentFetches judges an agent's observation with the
+// revocation answer and AIA issuers the agent fetched (revocation_from:
+// agent), never fetching from the server.
+func TestAssessWithAgentFetches(t *testing.T) {
+	now := time.Now()
+	root := certtest.NewRootCA("Internal Root", certtest.WithValidity(now.AddDate(-1, 0, 0), now.AddDate(3, 0, 0)))
+	inter := root.Intermediate("Internal Issuing CA", certtest.WithValidity(now.AddDate(-1, 0, 0), now.AddDate(2, 0, 0)))
+	leaf := inter.Leaf([]string{"intranet.test"}, certtest.WithValidity(now.Add(-time.Hour), now.AddDate(0, 0, 90)),
+		certtest.WithOCSPServer("http://ocsp.internal.invalid/"), certtest.WithIssuerURL("http://pki.internal.invalid/issuing.crt"))
+	// The server may not fetch anything: these would fail the test.
+	checker := monitor.NewLocalChecker(probe.New(probe.Options{}),
+		assess.Config{Roots: certtest.Pool(root), Issuers: failingFetcher{t}, Revocation: failingFetcher{t}},
+		assess.Policy{WarnDays: 30, CritDays: 7, Revocation: true})
+	tg, _ := target.Parse("intranet.test", "")
+	m := store.Monitor{ID: 1, Target: "intranet.test", AgentPool: "dc1", RevocationFrom: "agent"}
+	obs := func(rev *probe.RevocationReport, issuers ...[]byte) *probe.Observation {
+		return &probe.Observation{Target: tg, SNI: "intranet.test", Chain: [][]byte{leaf.DER}, Version: tls.VersionTLS13,
+			CipherSuite: tls.TLS_AES_128_GCM_SHA256, Revocation: rev, Issuers: issuers}
+	}
+	revoked := &probe.RevocationReport{State: "revoked", Source: "OCSP http://ocsp.internal.invalid/", RevokedAt: now.Add(-time.Hour)}
+
+	o := checker.Assess(context.Background(), m, obs(revoked, inter.DER))
+	codes := map[string]bool{}
+	for _, p := range o.Result.Problems {
+		codes[p.Code] = true
+	}
+	if !codes[assess.CodeRevoked] || !codes[assess.CodeIncompleteChain] || !o.Result.Verification.Trusted ||
+		o.Result.Verification.Revocation != assess.RevocationRevoked {
+		t.Errorf("with the agent's answers: %s %+v %+v", o.Result.Status, o.Result.Problems, o.Result.Verification)
+	}
+	// No answer from the agent: unknown, never revoked; no issuer: untrusted.
+	o = checker.Assess(context.Background(), m, obs(nil))
+	if o.Result.Verification.Revocation == assess.RevocationRevoked || o.Result.Verification.Trusted {
+		t.Errorf("without the agent's answers: %+v", o.Result.Verification)
+	}
+}
+
+// failingFetcher fails the test if the server tries to fetch.
+type failingFetcher struct{ t *testing.T }
+
+func (f failingFetcher) FetchIssuer(_ context.Context, u string) ([]*x509.Certificate, error) {
+	f.t.Errorf("the server fetched %s itself", u)
+	return nil, fmt.Errorf("no")
+}
+
+func (f failingFetcher) Check(context.Context, *x509.Certificate, *x509.Certificate, []byte, time.Time) revocation.Status {
+	f.t.Error("the server checked revocation itself")
+	return revocation.Status{State: revocation.Unknown}
 }

@@ -39,6 +39,20 @@ type Observation struct {
 
 	// Err is nil on a complete handshake.
 	Err *Error `json:"error,omitempty"`
+
+	// Revocation and Issuers are what an agent fetched itself when its
+	// monitor asks for it (revocation_from: agent): OCSP/CRL answers and
+	// AIA issuers from responders reachable only inside its network.
+	Revocation *RevocationReport `json:"revocation,omitempty"`
+	Issuers    [][]byte          `json:"issuers,omitempty"`
+}
+
+// RevocationReport is a revocation answer obtained by an agent.
+type RevocationReport struct {
+	State     string    `json:"state"` // good, revoked or unknown
+	Source    string    `json:"source,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
 }
 
 // HandshakeComplete reports whether TLS was negotiated.

@@ -32,7 +32,9 @@ type Monitor struct {
 	Recipients []string `json:"recipients"`
 	AgentPool  string   `json:"agent_pool"`
 	CAPEM      string   `json:"ca_pem"`
-	Paused     bool     `json:"paused"`
+	// RevocationFrom says who fetches OCSP, CRL and AIA: server or agent.
+	RevocationFrom string `json:"revocation_from"`
+	Paused         bool   `json:"paused"`
 
 	Status       *assess.Status       `json:"status" enum:"OK,WARNING,CRITICAL,UNKNOWN" doc:"null before the first check"`
 	Problems     []assess.Problem     `json:"problems"`
@@ -61,6 +63,9 @@ type MonitorFields struct {
 	Recipients []string `json:"recipients,omitempty"`
 	AgentPool  string   `json:"agent_pool,omitempty" doc:"agent pool that runs the check" default:"cloud"`
 	CAPEM      string   `json:"ca_pem,omitempty" doc:"PEM certificates trusted as extra roots for this monitor (private PKI)"`
+	// RevocationFrom "agent" makes the monitor's agent fetch OCSP, CRL and
+	// AIA, for responders reachable only inside its network.
+	RevocationFrom string `json:"revocation_from,omitempty" enum:"server,agent" doc:"who fetches OCSP, CRL and AIA issuers: the server (default) or the monitor's agent, for responders reachable only inside its network"`
 }
 
 // MonitorPatch is what PATCH takes: only the fields present change.
@@ -76,6 +81,8 @@ type MonitorPatch struct {
 	Recipients *[]string `json:"recipients,omitempty"`
 	AgentPool  *string   `json:"agent_pool,omitempty"`
 	CAPEM      *string   `json:"ca_pem,omitempty"`
+	// RevocationFrom is "server" or "agent".
+	RevocationFrom *string `json:"revocation_from,omitempty" enum:"server,agent"`
 }
 
 // HistoryEntry is one change in a monitor's life.
@@ -164,6 +171,9 @@ func (s *Server) patchMonitor(ctx context.Context, in *patchMonitorInput) (*moni
 		set(&m.Recipients, p.Recipients)
 		set(&m.AgentPool, p.AgentPool)
 		set(&m.CAPEM, p.CAPEM)
+		if p.RevocationFrom != nil {
+			m.RevocationFrom = storedRevocationFrom(*p.RevocationFrom)
+		}
 		if m.AgentPool == "" {
 			m.AgentPool = monitor.CloudPool
 		}
@@ -197,7 +207,7 @@ func (s *Server) updateMonitor(ctx context.Context, id int64, change func(store.
 	var next time.Time
 	switch {
 	case m.Target != old.Target || m.Protocol != old.Protocol || m.SNI != old.SNI ||
-		m.CAPEM != old.CAPEM || m.WarnDays != old.WarnDays || m.CritDays != old.CritDays ||
+		m.CAPEM != old.CAPEM || m.RevocationFrom != old.RevocationFrom || m.WarnDays != old.WarnDays || m.CritDays != old.CritDays ||
 		m.AgentPool != old.AgentPool:
 		next = now
 	case m.Schedule != old.Schedule:
@@ -388,6 +398,8 @@ func (s *Server) monitorFromFields(f MonitorFields) (store.Monitor, error) {
 		Recipients: f.Recipients,
 		AgentPool:  f.AgentPool,
 		CAPEM:      f.CAPEM,
+		// The store keeps "" for the server, the default.
+		RevocationFrom: storedRevocationFrom(f.RevocationFrom),
 	}
 	if strings.TrimSpace(m.Schedule) == "" {
 		m.Schedule = s.cfg.DefaultSchedule
@@ -463,7 +475,26 @@ func (s *Server) validateMonitor(m *store.Monitor) error {
 			return invalid("ca_pem", "%v", err)
 		}
 	}
+	if m.RevocationFrom == "agent" && m.AgentPool == monitor.CloudPool {
+		return invalid("revocation_from", "agent needs a self-hosted agent_pool, not %q", monitor.CloudPool)
+	}
 	return nil
+}
+
+// storedRevocationFrom maps the API's "server" (or nothing) to the
+// store's "".
+func storedRevocationFrom(v string) string {
+	if v == "agent" {
+		return "agent"
+	}
+	return ""
+}
+
+func viewRevocationFrom(v string) string {
+	if v == "agent" {
+		return "agent"
+	}
+	return "server"
 }
 
 // cleanList trims entries, rejects empty ones and drops duplicates.
@@ -514,25 +545,26 @@ func checkPEM(s string) error {
 func (s *Server) view(mw store.MonitorWithState) Monitor {
 	m, st := mw.Monitor, mw.State
 	v := Monitor{
-		ID:          m.ID,
-		Target:      m.Target,
-		Protocol:    m.Protocol,
-		SNI:         m.SNI,
-		Schedule:    m.Schedule,
-		WarnDays:    m.WarnDays,
-		CritDays:    m.CritDays,
-		Tags:        orEmpty(m.Tags),
-		Owner:       m.Owner,
-		Recipients:  orEmpty(m.Recipients),
-		AgentPool:   m.AgentPool,
-		CAPEM:       m.CAPEM,
-		Paused:      m.Paused,
-		Problems:    []assess.Problem{},
-		Chain:       []assess.Certificate{},
-		LastCheckAt: timeOrNil(st.LastCheckAt),
-		NextCheckAt: timeOrNil(st.NextCheckAt),
-		CreatedAt:   timeOrNil(m.CreatedAt),
-		UpdatedAt:   timeOrNil(m.UpdatedAt),
+		ID:             m.ID,
+		Target:         m.Target,
+		Protocol:       m.Protocol,
+		SNI:            m.SNI,
+		Schedule:       m.Schedule,
+		WarnDays:       m.WarnDays,
+		CritDays:       m.CritDays,
+		Tags:           orEmpty(m.Tags),
+		Owner:          m.Owner,
+		Recipients:     orEmpty(m.Recipients),
+		AgentPool:      m.AgentPool,
+		CAPEM:          m.CAPEM,
+		RevocationFrom: viewRevocationFrom(m.RevocationFrom),
+		Paused:         m.Paused,
+		Problems:       []assess.Problem{},
+		Chain:          []assess.Certificate{},
+		LastCheckAt:    timeOrNil(st.LastCheckAt),
+		NextCheckAt:    timeOrNil(st.NextCheckAt),
+		CreatedAt:      timeOrNil(m.CreatedAt),
+		UpdatedAt:      timeOrNil(m.UpdatedAt),
 	}
 	if st.Status != "" {
 		status := st.Status

@@ -137,6 +137,8 @@ func TestMonitorValidation(t *testing.T) {
 			{"bad ca_pem", `{"target":"example.com","ca_pem":"hello"}`, 400, "invalid_field", "ca_pem: no PEM certificate"},
 			{"key in ca_pem", `{"target":"example.com","ca_pem":` + fmt.Sprintf("%q", certtest.NewRootCA("r").Cert.KeyPEM()) + `}`, 400, "invalid_field", "ca_pem: "},
 			{"wrong type", `{"target":"example.com","warn_days":"thirty"}`, 400, "invalid_field", "warn_days: expected integer"},
+			{"revocation from agent on cloud", `{"target":"example.com","revocation_from":"agent"}`, 400, "invalid_field", "revocation_from: agent needs a self-hosted agent_pool"},
+			{"revocation from elsewhere", `{"target":"example.com","agent_pool":"dc1","revocation_from":"moon"}`, 400, "invalid_field", "revocation_from: "},
 			{"wrong type list", `{"target":"example.com","tags":"prod"}`, 400, "invalid_field", "tags: "},
 			{"malformed", `{"target":`, 400, "malformed_json", "body: invalid JSON"},
 			{"not an object", `[]`, 400, "", ""},
@@ -336,6 +338,19 @@ func TestListMonitorsFiltersAndPages(t *testing.T) {
 			"statsu=OK":            "statsu",
 		} {
 			e.do("GET", "/api/v1/monitors?"+q, nil).wantError(t, 400, "invalid_field", msg)
+		}
+	})
+}
+
+func TestMonitorRevocationFrom(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		r := e.do("POST", "/api/v1/monitors", `{"target":"ldap://dc1.corp.test","agent_pool":"dc1","revocation_from":"agent"}`)
+		if r.Status != 201 || !strings.Contains(string(r.Body), `"revocation_from":"agent"`) {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		r = e.do("POST", "/api/v1/monitors", `{"target":"example.com"}`)
+		if r.Status != 201 || !strings.Contains(string(r.Body), `"revocation_from":"server"`) {
+			t.Fatalf("default: %d %s", r.Status, r.Body)
 		}
 	})
 }

@@ -18,6 +18,7 @@ func schemaMigrations() []migration {
 		migrateInitial,
 		migrateAgents,
 		migrateAgentAlerts,
+		migrateRevocationFrom,
 	}
 }
 
@@ -317,5 +318,14 @@ func migrateAgentAlerts(ctx context.Context, tx *sql.Tx, s *Store) error {
 	return execDDL(ctx, tx, s.engine, []ddl{
 		both(`ALTER TABLE agents ADD COLUMN offline_since BIGINT`),
 		both(`ALTER TABLE agents ADD COLUMN key_warned_for BIGINT`),
+	})
+}
+
+// migrateRevocationFrom (version 4) lets a monitor have its agent fetch
+// OCSP, CRL and AIA: "" (the server fetches) or "agent" (internal
+// responders that only the agent can reach).
+func migrateRevocationFrom(ctx context.Context, tx *sql.Tx, s *Store) error {
+	return execDDL(ctx, tx, s.engine, []ddl{
+		both(`ALTER TABLE monitors ADD COLUMN revocation_from TEXT NOT NULL DEFAULT ''`),
 	})
 }

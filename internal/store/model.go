@@ -36,10 +36,13 @@ type Monitor struct {
 	Recipients []string
 	AgentPool  string // "cloud" = the server's built-in agent
 	// CAPEM holds extra trusted roots for this monitor (private PKI).
-	CAPEM     string
-	Paused    bool
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	CAPEM string
+	// RevocationFrom is "agent" when the monitor's agent, not the server,
+	// fetches OCSP, CRL and AIA (responders reachable only inside).
+	RevocationFrom string
+	Paused         bool
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
 }
 
 // State is a monitor's latest check, updated on every check.

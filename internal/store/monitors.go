@@ -18,7 +18,7 @@ const defaultPool = "cloud"
 
 // monitorCols are read by scanMonitor, in its order.
 const monitorCols = `id, team_id, target, protocol, sni, schedule, warn_days, crit_days, tags, owner,
-	recipients, agent_pool, ca_pem, paused, created_at, updated_at,
+	recipients, agent_pool, ca_pem, revocation_from, paused, created_at, updated_at,
 	status, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures`
 
 // monitorFrom selects monitorCols and the last result (see scanFull).
@@ -58,7 +58,7 @@ func scanMonitor(r rowScanner, extra ...any) (MonitorWithState, error) {
 		leafExp, lastCheck sql.NullInt64
 	)
 	dest := []any{&m.ID, &m.TeamID, &m.Target, &m.Protocol, &m.SNI, &m.Schedule, &m.WarnDays, &m.CritDays,
-		&tags, &m.Owner, &recipients, &m.AgentPool, &m.CAPEM, &m.Paused, &created, &updated,
+		&tags, &m.Owner, &recipients, &m.AgentPool, &m.CAPEM, &m.RevocationFrom, &m.Paused, &created, &updated,
 		&status, &m.State.LeafSHA256, &leafExp, &lastCheck, &next, &m.State.Failures}
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return m, err
@@ -120,10 +120,10 @@ func editable(m Monitor) ([]any, error) {
 		return nil, err
 	}
 	return []any{m.Target, m.Protocol, m.SNI, m.Schedule, m.WarnDays, m.CritDays, tags, m.Owner,
-		recipients, m.AgentPool, m.CAPEM, searchText(m)}, nil
+		recipients, m.AgentPool, m.CAPEM, m.RevocationFrom, searchText(m)}, nil
 }
 
-const monitorEditCols = `target, protocol, sni, schedule, warn_days, crit_days, tags, owner, recipients, agent_pool, ca_pem, search`
+const monitorEditCols = `target, protocol, sni, schedule, warn_days, crit_days, tags, owner, recipients, agent_pool, ca_pem, revocation_from, search`
 
 // searchText is what the text filter matches: target, owner and tags,
 // lowercased once here (and the pattern in ListMonitors) rather than with
