@@ -65,7 +65,7 @@ func (h *Hub) Check(ctx context.Context, cl store.Claim) monitor.Outcome {
 		h.mu.Unlock()
 		return monitor.Unknown(m, fmt.Sprintf("job %s is already running", id), start)
 	}
-	p.conn = h.pickLocked(m.TeamID, m.AgentPool)
+	p.conn = h.pickLocked(m.TeamID, m.AgentPool, h.silent[m.ID])
 	if p.conn == nil {
 		off, isOff := h.offlineLocked(m.TeamID, m.AgentPool)
 		h.mu.Unlock()
@@ -108,6 +108,16 @@ func (h *Hub) Check(ctx context.Context, cl store.Claim) monitor.Outcome {
 	case <-timer.C:
 		r = h.giveUp(id, p, "agent did not answer before the deadline")
 	}
+	h.mu.Lock()
+	if r.res == nil && r.err == "agent did not answer before the deadline" {
+		if len(h.silent) > 100_000 {
+			clear(h.silent) // bounded; only a hint for the next pick
+		}
+		h.silent[m.ID] = p.conn.agent.ID
+	} else {
+		delete(h.silent, m.ID)
+	}
+	h.mu.Unlock()
 	return h.outcome(ctx, m, t, r, start)
 }
 
@@ -177,8 +187,9 @@ func (h *Hub) outcome(ctx context.Context, m store.Monitor, t target.Target, r r
 }
 
 // pickLocked chooses the connection with the fewest outstanding jobs among
-// the team's pool, rotating among equals; h.mu is held.
-func (h *Hub) pickLocked(team int64, pool string) *conn {
+// the team's pool, rotating among equals, and not agent avoid (which let
+// this monitor's last job lapse) while another is there; h.mu is held.
+func (h *Hub) pickLocked(team int64, pool string, avoid string) *conn {
 	list := h.byPool[poolKey{team, pool}]
 	if len(list) == 0 {
 		return nil
@@ -190,7 +201,10 @@ func (h *Hub) pickLocked(team int64, pool string) *conn {
 		if c.revoking {
 			continue
 		}
-		if best == nil || c.outstanding < best.outstanding {
+		if best != nil && best.agent.ID != avoid && c.agent.ID == avoid {
+			continue
+		}
+		if best == nil || best.agent.ID == avoid && c.agent.ID != avoid || c.outstanding < best.outstanding {
 			best = c
 		}
 	}

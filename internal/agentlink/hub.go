@@ -117,6 +117,9 @@ type Hub struct {
 	byPool  map[poolKey][]*conn // the same, by team and pool
 	jobs    map[string]*pending // by job ID
 	expired map[string]time.Time
+	// silent remembers, per monitor, the agent that last let its job lapse
+	// unanswered, so the retry goes to another agent of the pool.
+	silent map[int64]string
 	rr      uint64
 	// offline is the last sweep's offline pools (any team), by team and
 	// pool; offlineNames their names, for PoolsFunc.
@@ -180,6 +183,7 @@ func NewHub(cfg HubConfig, st Store, log *slog.Logger) (*Hub, error) {
 		byPool:  map[poolKey][]*conn{},
 		jobs:    map[string]*pending{},
 		expired: map[string]time.Time{},
+		silent:  map[int64]string{},
 	}, nil
 }
 

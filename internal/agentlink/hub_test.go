@@ -861,3 +861,35 @@ func TestNewerAgentVersion(t *testing.T) {
 		t.Fatalf("outcome %+v %s", o.Result, errText(o))
 	}
 }
+
+// TestUnansweredJobGoesToAnotherAgent: an agent that lets a monitor's job
+// lapse is passed over for that monitor's next job while another agent of
+// the pool is there.
+func TestUnansweredJobGoesToAnotherAgent(t *testing.T) {
+	e := newEnv(t, "sqlite", nil)
+	idA, keyA := e.agent("a", "dc1", nil)
+	a, _ := e.connect(idA, keyA)
+	first := e.claim("dc1", 500*time.Millisecond)
+	out := e.check(first)
+	var j Job
+	a.expect(TypeJob, &j) // a takes it and says nothing
+	wantUnknown(t, waitOutcome(t, out), "deadline")
+	var ack Ack
+	a.send(TypeResult, Result{JobID: j.JobID, Observation: observation(e.chain)})
+	a.expect(TypeAck, &ack) // late: expired, and a is idle again
+
+	idB, keyB := e.agent("b", "dc1", nil)
+	b, _ := e.connect(idB, keyB)
+	// Both idle now; the monitor's retry must not go back to a.
+	retry := first
+	retry.Slot = first.Slot.Add(time.Minute)
+	retry.Lease = e.clock.Now().Add(2 * time.Second)
+	out = e.check(retry)
+	var jb Job
+	b.expect(TypeJob, &jb)
+	b.send(TypeResult, Result{JobID: jb.JobID, Observation: observation(e.chain)})
+	b.expect(TypeAck, &ack)
+	if o := waitOutcome(t, out); o.Result.Status != assess.OK {
+		t.Fatalf("retry through b: %+v", o.Result)
+	}
+}
