@@ -120,7 +120,7 @@ type Hub struct {
 	// silent remembers, per monitor, the agent that last let its job lapse
 	// unanswered, so the retry goes to another agent of the pool.
 	silent map[int64]string
-	rr      uint64
+	rr     uint64
 	// offline is the last sweep's offline pools (any team), by team and
 	// pool; offlineNames their names, for PoolsFunc.
 	offline      map[poolKey]store.OfflinePool
