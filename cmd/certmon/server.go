@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -149,7 +150,7 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 		return &exitError{code: 2, err: fmt.Errorf("cloud_agent.deny_networks: %w", err)}
 	}
 	checker := monitor.NewLocalChecker(
-		probe.New(probe.Options{Timeout: cfg.Check.Timeout.Std(), Retries: 0, Logger: log}),
+		probe.New(probe.Options{Timeout: cfg.Check.Timeout.Std()}),
 		acfg,
 		assess.Policy{WarnDays: cfg.Check.WarnDays, CritDays: cfg.Check.CritDays, Revocation: cfg.Check.Revocation == "auto"},
 		monitor.WithReach(probe.Reach{Deny: deny}),
@@ -197,6 +198,16 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 		return &exitError{code: 1, err: err}
 	}
 
+	// Load the certificate before anything listens, so a wrong file is a
+	// clear start-up error, not a server that dies after printing its URL.
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("tls_cert %s / tls_key %s: %w", cfg.TLSCert, cfg.TLSKey, err)}
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("listen %s: %w", cfg.Listen, err)}
@@ -208,6 +219,7 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 	mux.Handle("/", srv.Handler())
 	httpSrv := &http.Server{
 		Handler:           mux,
+		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -215,7 +227,7 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"
-	if cfg.TLSCert != "" {
+	if tlsConfig != nil {
 		scheme = "https"
 	}
 	fmt.Fprintf(stdout, "certmon %s listening on %s://%s\n", version, scheme, displayAddr(ln.Addr()))
@@ -226,8 +238,8 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 
 	serveErr := make(chan error, 1)
 	go func() {
-		if cfg.TLSCert != "" {
-			serveErr <- httpSrv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		if tlsConfig != nil {
+			serveErr <- httpSrv.ServeTLS(ln, "", "")
 		} else {
 			serveErr <- httpSrv.Serve(ln)
 		}

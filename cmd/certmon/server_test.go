@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -256,5 +257,50 @@ func (p *serverProcess) stop(t *testing.T) {
 	}
 	if err := p.cmd.Wait(); err != nil {
 		t.Errorf("SIGTERM exit: %v\n%s", err, p.out)
+	}
+}
+
+// TestServerHTTPS serves the API over TLS with --tls-cert/--tls-key; a key
+// that does not match the certificate is a start-up error (exit 2).
+func TestServerHTTPS(t *testing.T) {
+	now := time.Now()
+	root := certtest.NewRootCA("Server CA", certtest.WithValidity(now.AddDate(-1, 0, 0), now.AddDate(2, 0, 0)))
+	leaf := root.Leaf([]string{"127.0.0.1", "localhost"}, certtest.WithValidity(now.Add(-time.Hour), now.AddDate(0, 0, 90)))
+	other := root.Leaf([]string{"127.0.0.1"})
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "cert.pem"), leaf.PEM())
+	write(t, filepath.Join(dir, "key.pem"), leaf.KeyPEM())
+	write(t, filepath.Join(dir, "other.key"), other.KeyPEM())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"server", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data"),
+			"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "key.pem")}, out, io.Discard)
+	}()
+	base := waitOutput(t, out, listenRe)
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("listening on %s, want https", base)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certtest.Pool(root)}}}
+	resp, err := client.Get(strings.Replace(base, "localhost", "127.0.0.1", 1) + "/healthz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz over HTTPS: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if resp.TLS == nil || !bytes.Equal(resp.TLS.PeerCertificates[0].Raw, leaf.DER) {
+		t.Error("not served with --tls-cert")
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d", code)
+	}
+
+	var stderr syncBuffer
+	code := run(context.Background(), []string{"server", "--listen", "127.0.0.1:0", "--data", filepath.Join(dir, "data2"),
+		"--tls-cert", filepath.Join(dir, "cert.pem"), "--tls-key", filepath.Join(dir, "other.key")}, io.Discard, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "private key does not match") {
+		t.Errorf("mismatched key: exit %d, %q", code, stderr.String())
 	}
 }

@@ -97,7 +97,7 @@ func New(cfg Config) (*Agent, error) {
 		TLSHandshakeTimeout: dialTimeout,
 	}
 	jobCtx, cancel := context.WithCancel(context.Background())
-	prober := probe.New(probe.Options{Timeout: c.MaxJobTimeout, Logger: c.Logger, Lookup: c.Resolver})
+	prober := probe.New(probe.Options{Timeout: c.MaxJobTimeout, Lookup: c.Resolver})
 	fetchOpts := revocation.Options{Timeout: c.MaxJobTimeout, Logger: c.Logger}
 	if len(c.AllowNetworks) > 0 {
 		// OCSP, CRL and AIA URLs come from certificates: the allow-list

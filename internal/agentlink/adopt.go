@@ -17,15 +17,6 @@ import (
 // names the monitor's current, unrecorded slot: the store fences the write
 // by that slot alone, so the check is recorded once, whoever records it.
 
-// adoptStore is what adopting a result needs of the store.
-type adoptStore interface {
-	GetMonitor(ctx context.Context, teamID, id int64) (store.MonitorWithState, error)
-	LoadPrevious(ctx context.Context, claims []store.Claim) error
-	RecordChecks(ctx context.Context, recs []store.CheckRecord) ([]int, error)
-}
-
-var _ adoptStore = (*store.Store)(nil)
-
 // parseJobID reads "<monitorID>-<slot unix ms>".
 func parseJobID(id string) (int64, time.Time, bool) {
 	m, s, ok := strings.Cut(id, "-")
@@ -43,10 +34,7 @@ func parseJobID(id string) (int64, time.Time, bool) {
 // adopt records res for the slot its job ID names, returning why it was
 // not used ("" when recorded).
 func (c *conn) adopt(res *Result) string {
-	st, ok := c.hub.store.(adoptStore)
-	if !ok {
-		return "unknown job"
-	}
+	st := c.hub.store
 	mid, slot, ok := parseJobID(res.JobID)
 	if !ok {
 		return "unknown job"

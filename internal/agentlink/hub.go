@@ -34,6 +34,10 @@ type Store interface {
 	MarkAgentOnline(ctx context.Context, id string) (time.Time, error)
 	MarkKeysExpiring(ctx context.Context, before time.Time) ([]store.Agent, error)
 	AppendEvents(ctx context.Context, events []store.Event) error
+	// For adopting a result whose claim was lost (adopt.go).
+	GetMonitor(ctx context.Context, teamID, id int64) (store.MonitorWithState, error)
+	LoadPrevious(ctx context.Context, claims []store.Claim) error
+	RecordChecks(ctx context.Context, recs []store.CheckRecord) ([]int, error)
 }
 
 var _ Store = (*store.Store)(nil)

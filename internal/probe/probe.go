@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -54,7 +53,6 @@ type Options struct {
 	// MinVersion/MaxVersion restrict the offered TLS versions (0: Go's
 	// widest: TLS 1.0 to 1.3, so old servers are still observed).
 	MinVersion, MaxVersion uint16
-	Logger                 *slog.Logger
 }
 
 // Lookup resolves a name; *net.Resolver satisfies it.
@@ -86,9 +84,6 @@ func New(o Options) *Prober {
 	}
 	if o.MinVersion == 0 {
 		o.MinVersion = tls.VersionTLS10
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Prober{opts: o}
 }
