@@ -53,6 +53,67 @@ type Server struct {
 	Scheduler  Scheduler  `yaml:"scheduler"`
 	Check      Check      `yaml:"check"`
 	CloudAgent CloudAgent `yaml:"cloud_agent"`
+	Notify     Notify     `yaml:"notifications"`
+}
+
+// Notify configures alerting and delivery (package notify).
+type Notify struct {
+	// SecretKey (base64 of 32 bytes) encrypts channel secrets at rest.
+	// Empty: on SQLite a key is generated once into the data directory;
+	// PostgreSQL replicas must share one, so it must be set there.
+	SecretKey string `yaml:"secret_key"`
+	// BaseURL is this server as users reach it, for links in messages.
+	BaseURL string `yaml:"base_url"`
+	// ReminderDays are the days-left thresholds of expiry reminders;
+	// TagReminderDays overrides them for monitors with a tag (the first
+	// of a monitor's tags that has an entry wins), a monitor's own
+	// reminder_days override both.
+	ReminderDays    []int            `yaml:"reminder_days"`
+	TagReminderDays map[string][]int `yaml:"tag_reminder_days"`
+	// UnreachableAfter is how many consecutive failed checks raise an
+	// unreachable alert.
+	UnreachableAfter int `yaml:"unreachable_after"`
+	// MaxAttempts moves a delivery to dead letters after that many
+	// failed sends; backoff starts at RetryMin and doubles up to RetryMax.
+	MaxAttempts int      `yaml:"max_attempts"`
+	RetryMin    Duration `yaml:"retry_min"`
+	RetryMax    Duration `yaml:"retry_max"`
+	// Timeout bounds one send (connect, TLS, request, answer).
+	Timeout Duration `yaml:"timeout"`
+	// Workers sends this many messages at once on this replica.
+	Workers int `yaml:"workers"`
+	// RatePerMinute limits messages per channel (and per email address);
+	// what waits is grouped into one message. GroupMax bounds a group.
+	RatePerMinute int `yaml:"rate_per_minute"`
+	GroupMax      int `yaml:"group_max"`
+	// SMTP sends the email of per-monitor recipients, digests and the
+	// status report.
+	SMTP SMTP `yaml:"smtp"`
+	// Report is the scheduled status report email.
+	Report Report `yaml:"report"`
+}
+
+// SMTP is an outgoing mail server.
+type SMTP struct {
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// TLS: "starttls" (required), "tls" (implicit, port 465), "none".
+	TLS      string `yaml:"tls"`
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	From     string `yaml:"from"`
+	// CAFile adds trusted roots for the mail server's certificate.
+	CAFile string `yaml:"ca_file"`
+}
+
+// Report is the scheduled HTML status report.
+type Report struct {
+	// Schedule is a 5-field cron expression; empty disables the report.
+	Schedule string   `yaml:"schedule"`
+	TimeZone string   `yaml:"time_zone"`
+	To       []string `yaml:"to"`
+	// OnlyWhenAttention skips the email when every monitor is OK.
+	OnlyWhenAttention bool `yaml:"only_when_attention"`
 }
 
 // CloudAgent limits the server's built-in agent.
@@ -125,6 +186,19 @@ func Default() Server {
 			WarnDays:   30,
 			CritDays:   7,
 			Revocation: "auto",
+		},
+		Notify: Notify{
+			ReminderDays:     []int{30, 14, 7, 3, 1},
+			UnreachableAfter: 2,
+			MaxAttempts:      8,
+			RetryMin:         Duration(30 * time.Second),
+			RetryMax:         Duration(time.Hour),
+			Timeout:          Duration(15 * time.Second),
+			Workers:          16,
+			RatePerMinute:    20,
+			GroupMax:         50,
+			SMTP:             SMTP{Port: 587, TLS: "starttls"},
+			Report:           Report{TimeZone: "UTC"},
 		},
 	}
 }
@@ -221,6 +295,30 @@ func setFromString(fv reflect.Value, raw string) error {
 			return errors.New("not true or false")
 		}
 		fv.SetBool(b)
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.Int:
+		days, err := parseInts(raw, ",")
+		if err != nil {
+			return err
+		}
+		fv.Set(reflect.ValueOf(days))
+	case fv.Kind() == reflect.Map && fv.Type().Elem().Kind() == reflect.Slice:
+		// tag=30/14/7;other=7/1
+		m := map[string][]int{}
+		for _, entry := range strings.Split(raw, ";") {
+			if entry = strings.TrimSpace(entry); entry == "" {
+				continue
+			}
+			tag, list, ok := strings.Cut(entry, "=")
+			if !ok || strings.TrimSpace(tag) == "" {
+				return errors.New("want tag=30/14/7;other=7/1")
+			}
+			days, err := parseInts(list, "/")
+			if err != nil {
+				return err
+			}
+			m[strings.TrimSpace(tag)] = days
+		}
+		fv.Set(reflect.ValueOf(m))
 	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
 		var items []string
 		for _, s := range strings.Split(raw, ",") {
@@ -233,6 +331,21 @@ func setFromString(fv reflect.Value, raw string) error {
 		return fmt.Errorf("unsupported setting type %s", fv.Type())
 	}
 	return nil
+}
+
+func parseInts(raw, sep string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(raw, sep) {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a whole number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // Validate reports every invalid setting at once.
@@ -255,7 +368,7 @@ func (s *Server) Validate() error {
 	if s.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max_body_bytes %d: at least 1024", s.MaxBodyBytes))
 	}
-	errs = append(errs, s.Scheduler.Validate(), s.Check.Validate(), s.CloudAgent.Validate())
+	errs = append(errs, s.Scheduler.Validate(), s.Check.Validate(), s.CloudAgent.Validate(), s.Notify.Validate())
 	return errors.Join(errs...)
 }
 
@@ -294,6 +407,63 @@ func (c *Check) Validate() error {
 	}
 	if c.Revocation != "auto" && c.Revocation != "off" {
 		errs = append(errs, fmt.Errorf("check.revocation %q: want auto or off", c.Revocation))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the notifications section.
+func (n *Notify) Validate() error {
+	var errs []error
+	checkDays := func(name string, days []int) {
+		for _, d := range days {
+			if d < 1 || d > 3650 {
+				errs = append(errs, fmt.Errorf("%s: %d days: want 1 to 3650", name, d))
+			}
+		}
+	}
+	checkDays("notifications.reminder_days", n.ReminderDays)
+	for tag, days := range n.TagReminderDays {
+		checkDays("notifications.tag_reminder_days."+tag, days)
+	}
+	if n.UnreachableAfter < 1 || n.UnreachableAfter > 100 {
+		errs = append(errs, fmt.Errorf("notifications.unreachable_after %d: want 1 to 100", n.UnreachableAfter))
+	}
+	if n.MaxAttempts < 1 || n.MaxAttempts > 100 {
+		errs = append(errs, fmt.Errorf("notifications.max_attempts %d: want 1 to 100", n.MaxAttempts))
+	}
+	if n.RetryMin.Std() <= 0 || n.RetryMax.Std() < n.RetryMin.Std() {
+		errs = append(errs, fmt.Errorf("notifications.retry_min %s / retry_max %s: want 0 < retry_min <= retry_max", n.RetryMin.Std(), n.RetryMax.Std()))
+	}
+	if n.Timeout.Std() <= 0 {
+		errs = append(errs, errors.New("notifications.timeout must be positive"))
+	}
+	if n.Workers < 1 || n.Workers > 1000 {
+		errs = append(errs, fmt.Errorf("notifications.workers %d: want 1 to 1000", n.Workers))
+	}
+	if n.RatePerMinute < 1 {
+		errs = append(errs, fmt.Errorf("notifications.rate_per_minute %d: at least 1", n.RatePerMinute))
+	}
+	if n.GroupMax < 1 || n.GroupMax > 500 {
+		errs = append(errs, fmt.Errorf("notifications.group_max %d: want 1 to 500", n.GroupMax))
+	}
+	switch n.SMTP.TLS {
+	case "starttls", "tls", "none":
+	default:
+		errs = append(errs, fmt.Errorf("notifications.smtp.tls %q: want starttls, tls or none", n.SMTP.TLS))
+	}
+	if n.SMTP.Host != "" && (n.SMTP.Port < 1 || n.SMTP.Port > 65535) {
+		errs = append(errs, fmt.Errorf("notifications.smtp.port %d: want 1 to 65535", n.SMTP.Port))
+	}
+	if n.Report.Schedule != "" {
+		if n.SMTP.Host == "" {
+			errs = append(errs, errors.New("notifications.report needs notifications.smtp.host"))
+		}
+		if len(n.Report.To) == 0 {
+			errs = append(errs, errors.New("notifications.report.to is empty"))
+		}
+	}
+	if _, err := time.LoadLocation(n.Report.TimeZone); err != nil {
+		errs = append(errs, fmt.Errorf("notifications.report.time_zone %q: %v", n.Report.TimeZone, err))
 	}
 	return errors.Join(errs...)
 }

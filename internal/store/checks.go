@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -173,7 +174,7 @@ func (s *Store) ReleaseStaleClaims(ctx context.Context) (int64, error) {
 func stateArgs(r CheckRecord) []any {
 	return []any{r.Claim.Monitor.ID, r.Claim.Owner, ms(r.Claim.Slot), string(r.State.Status),
 		r.State.LeafSHA256, msOrNull(r.State.LeafExpires), msOrNull(r.State.LastCheckAt),
-		ms(r.State.NextCheckAt), r.State.Failures}
+		ms(r.State.NextCheckAt), r.State.Failures, r.State.Reminded.Milliseconds(), strings.Join(r.State.Alerted, ",")}
 }
 
 // encodeResult is a record's result as stored, nil for none. It runs
@@ -273,7 +274,7 @@ func (s *Store) RecordChecks(ctx context.Context, recs []CheckRecord) (lost []in
 // check writes.
 func (s *Store) updateStates(ctx context.Context, tx querier, recs []CheckRecord, order []int, args [][]any, accepted []bool) error {
 	// Types of the VALUES columns, which the first row casts to.
-	types := []string{"BIGINT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT", "INTEGER"}
+	types := []string{"BIGINT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT", "BIGINT", "BIGINT", "INTEGER", "BIGINT", "TEXT"}
 	per := chunkRows(len(types))
 	for start := 0; start < len(order); {
 		// A chunk holds each monitor once: a joined UPDATE applies one
@@ -285,11 +286,11 @@ func (s *Store) updateStates(ctx context.Context, tx querier, recs []CheckRecord
 			recs[order[end]].Claim.Monitor.ID != recs[order[end-1]].Claim.Monitor.ID {
 			end++
 		}
-		q := `WITH v (mid, owner, slot, status, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures)
+		q := `WITH v (mid, owner, slot, status, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures, reminded_ms, alerted)
 			AS (VALUES ` + valuesRows(end-start, types) + `)
 		UPDATE monitors SET status = v.status, leaf_sha256 = v.leaf_sha256,
 			leaf_expires = v.leaf_expires, last_check_at = v.last_check_at, next_check_at = v.next_check_at,
-			failures = v.failures, lease_owner = NULL, lease_until = NULL
+			failures = v.failures, reminded_ms = v.reminded_ms, alerted = v.alerted, lease_owner = NULL, lease_until = NULL
 		FROM v
 		WHERE monitors.id = v.mid AND monitors.next_check_at = v.slot
 			AND (v.owner = '' OR monitors.lease_owner = v.owner)

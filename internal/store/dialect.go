@@ -216,3 +216,5 @@ func pageLimit(n int) int {
 	}
 	return n
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

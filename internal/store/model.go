@@ -40,7 +40,15 @@ type Monitor struct {
 	// RevocationFrom is "agent" when the monitor's agent, not the server,
 	// fetches OCSP, CRL and AIA (responders reachable only inside).
 	RevocationFrom string
-	Paused         bool
+	// ReminderDays overrides the expiry reminder thresholds (nil: by tag
+	// or the global default).
+	ReminderDays []int
+	// SnoozedUntil silences this monitor's alerts until then.
+	SnoozedUntil time.Time
+	// AckedSHA256 silences its alerts while it serves this leaf: an
+	// acknowledgement lasts until the certificate changes.
+	AckedSHA256 string
+	Paused      bool
 	CreatedAt      time.Time
 	UpdatedAt      time.Time
 }
@@ -58,6 +66,12 @@ type State struct {
 	// Failures counts consecutive checks that got no certificate, for the
 	// retry-before-alert rule.
 	Failures int
+	// Reminded is the expiry reminder threshold already announced for the
+	// current leaf (0: none), so each threshold is crossed once.
+	Reminded time.Duration
+	// Alerted are the problem codes an alert went out for and that still
+	// hold; "UNREACHABLE" once the unreachable alert was sent.
+	Alerted []string
 }
 
 // MonitorWithState is what the API shows for a monitor.
@@ -139,6 +153,14 @@ type Event struct {
 	Message  string
 	// Data is kind-specific detail (old/new fingerprint, serial, dates...).
 	Data map[string]any
+	// Key identifies the event to its deliveries (random, set on write).
+	Key string
+	// Notify makes the store route the event to channels and recipients
+	// in the transaction that writes it. Not stored.
+	Notify bool `json:"-"`
+	// Silenced (snoozed or acknowledged): stored and shown, never routed.
+	// Not stored.
+	Silenced bool `json:"-"`
 }
 
 // EventFilter selects events, newest first.
@@ -173,4 +195,140 @@ type CheckRecord struct {
 	// History and Events are appended when not nil.
 	History *HistoryEntry
 	Events  []Event
+}
+
+// Channel is where notifications go: email, teams, slack or webhook.
+type Channel struct {
+	ID     int64
+	TeamID int64
+	Name   string
+	Type   string
+	// Config is the type's settings as sealed by package secret: the
+	// store never sees the secrets in clear.
+	Config    string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Rule routes events to channels. An empty selector matches everything.
+type Rule struct {
+	ID         int64
+	TeamID     int64
+	Name       string
+	Tags       []string // any of them
+	Monitors   []int64
+	Severities []string // info, warning, critical
+	Events     []string // event kinds
+	Channels   []int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Matches reports whether the rule routes e, from a monitor with tags
+// (nil for events of no monitor).
+func (r Rule) Matches(e Event, tags []string) bool {
+	if len(r.Events) > 0 && !contains(r.Events, e.Kind) {
+		return false
+	}
+	if len(r.Severities) > 0 && !contains(r.Severities, e.Severity) {
+		return false
+	}
+	if len(r.Monitors) > 0 && !contains(r.Monitors, e.MonitorID) {
+		return false
+	}
+	if len(r.Tags) > 0 {
+		for _, t := range tags {
+			if contains(r.Tags, t) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func contains[T comparable](list []T, v T) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// User is a person who receives email. Minimal until accounts arrive: an
+// address and how it wants to be told.
+type User struct {
+	ID        int64
+	TeamID    int64
+	Email     string
+	Name      string
+	Settings  NotifySettings
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// NotifySettings are one user's preferences for email.
+type NotifySettings struct {
+	// Mode is "immediate" (default) or "digest" (one email a day at
+	// DigestAt in TimeZone).
+	Mode     string `json:"mode,omitempty"`
+	DigestAt string `json:"digest_at,omitempty"` // "08:00"
+	// Events lists the kinds wanted; empty is all.
+	Events []string `json:"events,omitempty"`
+	// Quiet hours hold immediate email from QuietStart to QuietEnd
+	// ("22:00"-"07:00") in TimeZone and send it grouped at their end.
+	QuietStart string `json:"quiet_start,omitempty"`
+	QuietEnd   string `json:"quiet_end,omitempty"`
+	TimeZone   string `json:"time_zone,omitempty"` // IANA, default UTC
+}
+
+// Delivery states.
+const (
+	DeliveryPending = "pending"
+	DeliverySent    = "sent"
+	DeliveryDead    = "dead"
+	// DeliverySkipped: the destination did not want it (a user's event
+	// kinds) or no longer exists.
+	DeliverySkipped = "skipped"
+)
+
+// Delivery is one event for one destination: a channel, or an email
+// address (ChannelID 0) of a monitor's recipients.
+type Delivery struct {
+	ID        int64
+	TeamID    int64
+	EventKey  string
+	ChannelID int64
+	Address   string
+	Status    string
+	Attempts  int
+	NextAt    time.Time
+	LastError string
+	// LastCode is the receiver's last HTTP status or SMTP reply code.
+	LastCode  int
+	CreatedAt time.Time
+	SentAt    time.Time
+	// Event and the monitor's tags are joined in by ClaimDeliveries and
+	// ListDeliveries.
+	Event Event
+	Tags  []string
+	// Owner is the claim's lease owner (ClaimDeliveries).
+	Owner string
+}
+
+// DedupeKey names what a receiver must see at most once.
+func (d Delivery) DedupeKey() string {
+	if d.ChannelID != 0 {
+		return d.EventKey + "/c" + itoa(d.ChannelID)
+	}
+	return d.EventKey + "/" + d.Address
+}
+
+// DeliveryFilter selects deliveries, newest first.
+type DeliveryFilter struct {
+	TeamID int64
+	Status string
+	Before int64 // cursor: ID < Before
+	Limit  int
 }

@@ -18,8 +18,9 @@ const defaultPool = "cloud"
 
 // monitorCols are read by scanMonitor, in its order.
 const monitorCols = `id, team_id, target, protocol, sni, schedule, warn_days, crit_days, tags, owner,
-	recipients, agent_pool, ca_pem, revocation_from, paused, created_at, updated_at,
-	status, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures`
+	recipients, agent_pool, ca_pem, revocation_from, reminder_days, snoozed_until, acked_sha256,
+	paused, created_at, updated_at,
+	status, leaf_sha256, leaf_expires, last_check_at, next_check_at, failures, reminded_ms, alerted`
 
 // monitorFrom selects monitorCols and the last result (see scanFull).
 const monitorFrom = `SELECT ` + monitorCols + `, result
@@ -56,10 +57,15 @@ func scanMonitor(r rowScanner, extra ...any) (MonitorWithState, error) {
 		created, updated   int64
 		next               int64
 		leafExp, lastCheck sql.NullInt64
+		reminderDays       string
+		snoozed            sql.NullInt64
+		reminded           int64
+		alerted            string
 	)
 	dest := []any{&m.ID, &m.TeamID, &m.Target, &m.Protocol, &m.SNI, &m.Schedule, &m.WarnDays, &m.CritDays,
-		&tags, &m.Owner, &recipients, &m.AgentPool, &m.CAPEM, &m.RevocationFrom, &m.Paused, &created, &updated,
-		&status, &m.State.LeafSHA256, &leafExp, &lastCheck, &next, &m.State.Failures}
+		&tags, &m.Owner, &recipients, &m.AgentPool, &m.CAPEM, &m.RevocationFrom, &reminderDays, &snoozed, &m.AckedSHA256,
+		&m.Paused, &created, &updated,
+		&status, &m.State.LeafSHA256, &leafExp, &lastCheck, &next, &m.State.Failures, &reminded, &alerted}
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return m, err
 	}
@@ -69,6 +75,15 @@ func scanMonitor(r rowScanner, extra ...any) (MonitorWithState, error) {
 	if err := json.Unmarshal([]byte(recipients), &m.Recipients); err != nil {
 		return m, fmt.Errorf("monitor %d recipients: %w", m.ID, err)
 	}
+	if err := json.Unmarshal([]byte(reminderDays), &m.ReminderDays); err != nil {
+		return m, fmt.Errorf("monitor %d reminder days: %w", m.ID, err)
+	}
+	if len(m.ReminderDays) == 0 {
+		m.ReminderDays = nil
+	}
+	m.SnoozedUntil = fromNullMS(snoozed)
+	m.State.Reminded = time.Duration(reminded) * time.Millisecond
+	m.State.Alerted = splitCodes(alerted)
 	m.CreatedAt, m.UpdatedAt = fromMS(created), fromMS(updated)
 	m.State.MonitorID = m.ID
 	m.State.Status = assess.Status(status)
@@ -119,11 +134,27 @@ func editable(m Monitor) ([]any, error) {
 	if err != nil {
 		return nil, err
 	}
+	days := "[]"
+	if len(m.ReminderDays) > 0 {
+		b, err := json.Marshal(m.ReminderDays)
+		if err != nil {
+			return nil, err
+		}
+		days = string(b)
+	}
 	return []any{m.Target, m.Protocol, m.SNI, m.Schedule, m.WarnDays, m.CritDays, tags, m.Owner,
-		recipients, m.AgentPool, m.CAPEM, m.RevocationFrom, searchText(m)}, nil
+		recipients, m.AgentPool, m.CAPEM, m.RevocationFrom, days, searchText(m)}, nil
 }
 
-const monitorEditCols = `target, protocol, sni, schedule, warn_days, crit_days, tags, owner, recipients, agent_pool, ca_pem, revocation_from, search`
+const monitorEditCols = `target, protocol, sni, schedule, warn_days, crit_days, tags, owner, recipients, agent_pool, ca_pem, revocation_from, reminder_days, search`
+
+// splitCodes reads the alerted column: codes joined by commas.
+func splitCodes(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
 
 // searchText is what the text filter matches: target, owner and tags,
 // lowercased once here (and the pattern in ListMonitors) rather than with
@@ -369,4 +400,21 @@ func (s *Store) CountByStatus(ctx context.Context) (map[string]int, error) {
 		return nil, fmt.Errorf("store: count monitors: %w", err)
 	}
 	return out, nil
+}
+
+// Silence snoozes a monitor's alerts until until (zero: no snooze) and
+// acknowledges them while it serves leaf ackSHA256 ("": none). The
+// silence is not an edit of the monitor: updates leave it alone.
+func (s *Store) Silence(ctx context.Context, teamID, id int64, until time.Time, ackSHA256 string) error {
+	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE monitors SET snoozed_until = ?, acked_sha256 = ?, updated_at = ?
+		WHERE id = ? AND team_id = ?`), msOrNull(until), ackSHA256, ms(s.now()), id, teamID)
+	if err != nil {
+		return fmt.Errorf("store: silence monitor %d: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: silence monitor %d: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: monitor %d: %w", id, ErrNotFound)
+	}
+	return nil
 }
