@@ -17,6 +17,22 @@ const (
 	EventCertificateChanged = "certificate_changed"
 )
 
+// Alert event kinds: what notifications are about. The state machine
+// writes them once per thing that matters (see alerts.go).
+const (
+	EventExpiryReminder = "expiry_reminder"
+	EventExpired        = "expired"
+	EventInvalid        = "invalid"
+	EventUnreachable    = "unreachable"
+	EventRecovered      = "recovered"
+)
+
+// NotifiableKinds are the event kinds routed to channels and recipients.
+func NotifiableKinds() []string {
+	return []string{EventExpiryReminder, EventExpired, EventInvalid, EventUnreachable, EventRecovered,
+		EventCertificateChanged, EventAgentOffline, EventAgentOnline, EventAgentKeyExpiring}
+}
+
 // Event kinds written by the agent hub (package agentlink); they belong
 // to no monitor (monitor ID 0).
 const (

@@ -48,6 +48,15 @@ type Message struct {
 	Test bool
 	// Subject overrides the generated title (digests, reports).
 	Subject string
+	// Prepared, when set, is sent as is instead of rendering Items (the
+	// status report); only email channels send it.
+	Prepared *Prepared
+}
+
+// Prepared is a message already rendered.
+type Prepared struct {
+	HTML string
+	Text string
 }
 
 // Answer is what the receiver said to a send.
