@@ -72,7 +72,7 @@ func (c *conn) adopt(res *Result) string {
 	if err != nil {
 		return "unknown job"
 	}
-	lost, err := st.RecordChecks(ctx, []store.CheckRecord{monitor.Transition(claim, o, sched, c.hub.cfg.RetryDelay)})
+	lost, err := st.RecordChecks(ctx, []store.CheckRecord{monitor.Transition(claim, o, sched, c.hub.cfg.RetryDelay, c.hub.cfg.Alerts)})
 	if err != nil {
 		c.log.Warn("adopting a result: recording it", "job", res.JobID, "err", err)
 		return "unknown job"

@@ -75,6 +75,8 @@ type HubConfig struct {
 	// RetryDelay is the scheduler's retry delay, used when an adopted
 	// result (see adopt.go) is a failure [20s].
 	RetryDelay time.Duration
+	// Alerts is the scheduler's alert policy, for adopted results.
+	Alerts monitor.AlertPolicy
 	// OfflineGrace is how long an agent may go unseen before it counts as
 	// offline: an agent_offline event, and its pool's monitors turn
 	// UNKNOWN "agent offline" if no agent of the pool was seen [5m]. It is

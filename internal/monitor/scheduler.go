@@ -48,6 +48,8 @@ type SchedulerConfig struct {
 	Lease      time.Duration
 	Poll       time.Duration
 	RetryDelay time.Duration
+	// Alerts decides which alert events checks write.
+	Alerts AlertPolicy
 	// FlushEvery bounds how long a finished check waits to be written in
 	// a batch.
 	FlushEvery time.Duration
@@ -249,14 +251,14 @@ func (s *Scheduler) runOne(ctx context.Context, c store.Claim) (rec store.CheckR
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("check panicked", "monitor", c.Monitor.ID, "panic", p, "stack", string(debug.Stack()))
-			rec = Transition(c, invalid(c.Monitor, fmt.Errorf("internal error: %v", p), s.cfg.Now().UTC()), s.schedule(c.Monitor), 0)
+			rec = Transition(c, invalid(c.Monitor, fmt.Errorf("internal error: %v", p), s.cfg.Now().UTC()), s.schedule(c.Monitor), 0, s.cfg.Alerts)
 		}
 	}()
 	o := s.checker.Check(ctx, c)
 	if s.metrics != nil {
 		s.metrics.CheckDone(string(o.Result.Status), time.Since(start))
 	}
-	return Transition(c, o, s.schedule(c.Monitor), s.cfg.RetryDelay)
+	return Transition(c, o, s.schedule(c.Monitor), s.cfg.RetryDelay, s.cfg.Alerts)
 }
 
 func (s *Scheduler) schedule(m store.Monitor) Schedule {

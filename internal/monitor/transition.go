@@ -61,7 +61,7 @@ func (o Outcome) failed() bool {
 // A check that failed to reach the server, on a monitor that was reaching
 // it, is not believed at once: the state is kept, Failures counts it and
 // the monitor is retried after retryDelay, so one lost packet pages nobody.
-func Transition(c store.Claim, o Outcome, sched Schedule, retryDelay time.Duration) store.CheckRecord {
+func Transition(c store.Claim, o Outcome, sched Schedule, retryDelay time.Duration, alerting AlertPolicy) store.CheckRecord {
 	prev := c.State
 	rec := store.CheckRecord{Claim: c}
 	if o.failed() && prev.Failures == 0 && retryDelay > 0 {
@@ -91,6 +91,7 @@ func Transition(c store.Claim, o Outcome, sched Schedule, retryDelay time.Durati
 		// so a recovery with the same one is not a "change".
 		st.LeafSHA256, st.LeafExpires = prev.LeafSHA256, prev.LeafExpires
 	}
+	alertEvents := alerts(c, prev, &st, o, alerting)
 	rec.State = st
 
 	var changes []string
@@ -112,6 +113,7 @@ func Transition(c store.Claim, o Outcome, sched Schedule, retryDelay time.Durati
 		rec.Certificates = certificates(o)
 	}
 	if len(changes) == 0 {
+		rec.Events = alertEvents
 		return rec
 	}
 	rec.History = &store.HistoryEntry{
@@ -122,7 +124,7 @@ func Transition(c store.Claim, o Outcome, sched Schedule, retryDelay time.Durati
 		LeafSHA256: st.LeafSHA256,
 		Change:     changes,
 	}
-	rec.Events = events(c, prev, st, o, first)
+	rec.Events = append(events(c, prev, st, o, first), alertEvents...)
 	return rec
 }
 
@@ -147,6 +149,7 @@ func events(c store.Claim, prev, st store.State, o Outcome, first bool) []store.
 	if st.LeafSHA256 != prev.LeafSHA256 && st.LeafSHA256 != "" && prev.LeafSHA256 != "" {
 		e := base
 		e.Kind = EventCertificateChanged
+		e.Notify = true
 		newLeaf := o.Result.Chain[0]
 		data := map[string]any{
 			"new_sha256": newLeaf.SHA256, "new_serial": newLeaf.Serial,

@@ -38,7 +38,7 @@ func stateOf(rec store.CheckRecord) store.State { return rec.State }
 
 func TestTransitionFirstCheck(t *testing.T) {
 	sched, _ := ParseSchedule("1h")
-	rec := Transition(claimWith(store.State{}), outcome(result(assess.OK, "aa", "2027-01-01T00:00:00Z"), t0), sched, time.Minute)
+	rec := Transition(claimWith(store.State{}), outcome(result(assess.OK, "aa", "2027-01-01T00:00:00Z"), t0), sched, time.Minute, AlertPolicy{})
 	if rec.History == nil || !slices.Equal(rec.History.Change, []string{"first_check", "certificate"}) {
 		t.Fatalf("history %+v", rec.History)
 	}
@@ -56,10 +56,11 @@ func TestTransitionFirstCheck(t *testing.T) {
 func TestTransitionUnchangedWritesOnlyState(t *testing.T) {
 	sched, _ := ParseSchedule("1h")
 	r := result(assess.Warning, "aa", "2026-07-01T00:00:00Z", assess.CodeExpiring)
-	prev := store.State{Status: assess.Warning, Result: r, LeafSHA256: "aa", LastCheckAt: t0.Add(-time.Hour)}
+	prev := store.State{Status: assess.Warning, Result: r, LeafSHA256: "aa", LastCheckAt: t0.Add(-time.Hour),
+		LeafExpires: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC), Reminded: 30 * 24 * time.Hour}
 	next := result(assess.Warning, "aa", "2026-07-01T00:00:00Z", assess.CodeExpiring)
 	next.Problems[0].Message = "expires in one day less" // messages change daily
-	rec := Transition(claimWith(prev), outcome(next, t0), sched, time.Minute)
+	rec := Transition(claimWith(prev), outcome(next, t0), sched, time.Minute, AlertPolicy{})
 	if rec.History != nil || len(rec.Events) != 0 || len(rec.Certificates) != 0 {
 		t.Errorf("unchanged check wrote history %v events %v certs %d", rec.History, rec.Events, len(rec.Certificates))
 	}
@@ -72,7 +73,7 @@ func TestTransitionRenewed(t *testing.T) {
 	sched, _ := ParseSchedule("1h")
 	old := result(assess.Warning, "aa", "2026-07-01T00:00:00Z", assess.CodeExpiring)
 	prev := store.State{Status: assess.Warning, Result: old, LeafSHA256: "aa"}
-	rec := Transition(claimWith(prev), outcome(result(assess.OK, "bb", "2027-07-01T00:00:00Z"), t0), sched, time.Minute)
+	rec := Transition(claimWith(prev), outcome(result(assess.OK, "bb", "2027-07-01T00:00:00Z"), t0), sched, time.Minute, AlertPolicy{})
 	kinds := []string{}
 	for _, e := range rec.Events {
 		kinds = append(kinds, e.Kind)
@@ -95,7 +96,7 @@ func TestTransitionRetriesOnceBeforeAlerting(t *testing.T) {
 	prev := store.State{Status: assess.OK, Result: ok, LeafSHA256: "aa"}
 	down := result(assess.Critical, "", "", assess.CodeUnreachable)
 
-	rec := Transition(claimWith(prev), outcome(down, t0), sched, 20*time.Second)
+	rec := Transition(claimWith(prev), outcome(down, t0), sched, 20*time.Second, AlertPolicy{})
 	if rec.State.Status != assess.OK || rec.State.Failures != 1 || rec.History != nil || len(rec.Events) != 0 {
 		t.Fatalf("first failure changed the state: %+v", rec.State)
 	}
@@ -103,8 +104,8 @@ func TestTransitionRetriesOnceBeforeAlerting(t *testing.T) {
 		t.Errorf("retry at %v", rec.State.NextCheckAt)
 	}
 
-	rec = Transition(claimWith(rec.State), outcome(down, t0.Add(20*time.Second)), sched, 20*time.Second)
-	if rec.State.Status != assess.Critical || rec.State.Failures != 2 || len(rec.Events) != 1 {
+	rec = Transition(claimWith(rec.State), outcome(down, t0.Add(20*time.Second)), sched, 20*time.Second, AlertPolicy{})
+	if rec.State.Status != assess.Critical || rec.State.Failures != 2 || !slices.Equal(kindsOf(rec.Events), []string{EventStatusChanged, EventUnreachable}) {
 		t.Fatalf("second failure not recorded: %+v events %v", rec.State, rec.Events)
 	}
 	if rec.State.LeafSHA256 != "aa" {
@@ -113,8 +114,16 @@ func TestTransitionRetriesOnceBeforeAlerting(t *testing.T) {
 
 	// Recovery with the same certificate is a status change, not a new
 	// certificate.
-	rec = Transition(claimWith(rec.State), outcome(ok, t0.Add(time.Hour)), sched, 20*time.Second)
-	if len(rec.Events) != 1 || rec.Events[0].Kind != EventStatusChanged || rec.State.Failures != 0 {
+	rec = Transition(claimWith(rec.State), outcome(ok, t0.Add(time.Hour)), sched, 20*time.Second, AlertPolicy{})
+	if !slices.Equal(kindsOf(rec.Events), []string{EventStatusChanged, EventRecovered}) || rec.State.Failures != 0 {
 		t.Errorf("recovery events %+v", rec.Events)
 	}
+}
+
+func kindsOf(evs []store.Event) []string {
+	out := []string{}
+	for _, e := range evs {
+		out = append(out, e.Kind)
+	}
+	return out
 }

@@ -80,7 +80,7 @@ func seedChecked(b *testing.B, st *store.Store, n int) {
 			}
 			r := &assess.Result{Target: c.Monitor.Target, Status: status, Problems: []assess.Problem{},
 				Chain: []assess.Certificate{}, Verification: assess.Verification{Revocation: assess.RevocationNotChecked}}
-			recs[i] = monitor.Transition(c, monitor.Outcome{Result: r, At: t0}, sched, 0)
+			recs[i] = monitor.Transition(c, monitor.Outcome{Result: r, At: t0}, sched, 0, monitor.AlertPolicy{})
 		}
 		if lost, err := st.RecordChecks(ctx, recs); err != nil || len(lost) > 0 {
 			b.Fatalf("RecordChecks: lost %d, %v", len(lost), err)

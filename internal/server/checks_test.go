@@ -70,7 +70,7 @@ func (e *env) recordCheck(t testing.TB, id int64, at time.Time, status assess.St
 			r.Chain = append(r.Chain, certInfoOf(cert))
 			ders = append(ders, cert.DER)
 		}
-		rec := monitor.Transition(c, monitor.Outcome{Result: r, ChainDER: ders, At: at}, sched, 0)
+		rec := monitor.Transition(c, monitor.Outcome{Result: r, ChainDER: ders, At: at}, sched, 0, monitor.AlertPolicy{})
 		lost, err := e.store.RecordChecks(ctx, []store.CheckRecord{rec})
 		if err != nil || len(lost) > 0 {
 			t.Fatalf("RecordChecks: lost %v, %v", lost, err)

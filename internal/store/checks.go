@@ -167,6 +167,11 @@ func (s *Store) ReleaseStaleClaims(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: release stale claims: %w", err)
 	}
+	// Deliveries being sent when the process died go out again (with the
+	// same dedupe key) instead of waiting out their lease.
+	if _, err := s.db.ExecContext(ctx, `UPDATE deliveries SET lease_owner = NULL, lease_until = NULL WHERE lease_owner IS NOT NULL`); err != nil {
+		return 0, fmt.Errorf("store: release stale claims: %w", err)
+	}
 	return res.RowsAffected()
 }
 
@@ -342,6 +347,7 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 		openUses  [][]any
 		history   [][]any
 		events    [][]any
+		routed    []routable
 		seenCert  = map[string]bool{}
 		seenTeam  = map[teamCert]bool{}
 	)
@@ -399,11 +405,13 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 			if e.At.IsZero() {
 				e.At = fromMS(at)
 			}
+			e.Key = newEventKey()
 			row, err := eventArgs(e)
 			if err != nil {
 				return err
 			}
 			events = append(events, row)
+			routed = append(routed, routable{event: e, monitor: &r.Claim.Monitor})
 		}
 	}
 	// Shared keys in a fixed order, as above.
@@ -431,10 +439,10 @@ func (s *Store) writeChanges(ctx context.Context, tx querier, recs []CheckRecord
 	if err := s.insertRows(ctx, tx, `INSERT INTO history (`+historyInsertCols+`)`, "", 7, history); err != nil {
 		return fmt.Errorf("history: %w", err)
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO events (`+eventInsertCols+`)`, "", 8, events); err != nil {
+	if err := s.insertRows(ctx, tx, `INSERT INTO events (`+eventInsertCols+`)`, "", eventCols, events); err != nil {
 		return fmt.Errorf("events: %w", err)
 	}
-	return nil
+	return s.enqueue(ctx, tx, routed)
 }
 
 // closeUses stamps last_seen on the use of the leaf a monitor no longer

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-
-	"github.com/certmon/certmon/internal/assess"
 )
 
-const eventInsertCols = `team_id, monitor_id, occurred_at, kind, status, severity, message, data`
+const eventInsertCols = `team_id, monitor_id, occurred_at, kind, status, severity, message, data, event_key`
 
 // eventArgs are the eventInsertCols values of e.
 func eventArgs(e Event) ([]any, error) {
@@ -20,28 +18,46 @@ func eventArgs(e Event) ([]any, error) {
 			return nil, fmt.Errorf("event %s of monitor %d: %w", e.Kind, e.MonitorID, err)
 		}
 	}
-	return []any{e.TeamID, e.MonitorID, ms(e.At), e.Kind, string(e.Status), e.Severity, e.Message, string(data)}, nil
+	return []any{e.TeamID, e.MonitorID, ms(e.At), e.Kind, string(e.Status), e.Severity, e.Message, string(data), e.Key}, nil
 }
 
 // AppendEvents stores events that belong to no check (agent alerts, with
-// MonitorID 0); events of checks are written with their check record.
+// MonitorID 0) with their deliveries; events of checks are written with
+// their check record.
 func (s *Store) AppendEvents(ctx context.Context, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
 	rows := make([][]any, 0, len(events))
+	routed := make([]routable, 0, len(events))
 	for _, e := range events {
+		e.Key = newEventKey()
 		row, err := eventArgs(e)
 		if err != nil {
 			return fmt.Errorf("store: append events: %w", err)
 		}
 		rows = append(rows, row)
+		routed = append(routed, routable{event: e})
 	}
-	if err := s.insertRows(ctx, s.db, `INSERT INTO events (`+eventInsertCols+`)`, "", 8, rows); err != nil {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.insertRows(ctx, tx, `INSERT INTO events (`+eventInsertCols+`)`, "", eventCols, rows); err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	if err := s.enqueue(ctx, tx, routed); err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: append events: %w", err)
 	}
 	return nil
 }
+
+// eventCols is the number of eventInsertCols.
+const eventCols = 9
 
 // ListEvents returns events newest first and the next cursor (0 at the end).
 func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, int64, error) {
@@ -79,17 +95,9 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, int64, 
 	defer rows.Close()
 	var out []Event
 	for rows.Next() {
-		var (
-			e            Event
-			at           int64
-			status, data string
-		)
-		if err := rows.Scan(&e.ID, &e.TeamID, &e.MonitorID, &at, &e.Kind, &status, &e.Severity, &e.Message, &data); err != nil {
+		e, err := scanEvent(rows)
+		if err != nil {
 			return nil, 0, fmt.Errorf("store: list events: %w", err)
-		}
-		e.At, e.Status = fromMS(at), assess.Status(status)
-		if err := json.Unmarshal([]byte(data), &e.Data); err != nil {
-			return nil, 0, fmt.Errorf("store: event %d data: %w", e.ID, err)
 		}
 		out = append(out, e)
 	}
