@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -302,4 +304,23 @@ func scanEvent(r rowScanner) (Event, error) {
 		return e, fmt.Errorf("event %d data: %w", e.ID, err)
 	}
 	return e, nil
+}
+
+// NotifySettingsFor returns the settings of the user with that email
+// address in the team, zero when there is none (immediate, everything).
+func (s *Store) NotifySettingsFor(ctx context.Context, teamID int64, email string) (NotifySettings, error) {
+	var raw string
+	err := s.rdb.QueryRowContext(ctx, s.rebind(`SELECT settings FROM users WHERE team_id = ? AND lower(email) = ?`),
+		teamID, strings.ToLower(email)).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return NotifySettings{}, nil
+	}
+	if err != nil {
+		return NotifySettings{}, fmt.Errorf("store: settings of %s: %w", email, err)
+	}
+	var ns NotifySettings
+	if err := json.Unmarshal([]byte(raw), &ns); err != nil {
+		return NotifySettings{}, fmt.Errorf("store: settings of %s: %w", email, err)
+	}
+	return ns, nil
 }
