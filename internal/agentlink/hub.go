@@ -30,10 +30,9 @@ type Store interface {
 	AgentsByID(ctx context.Context, ids []string) ([]store.Agent, error)
 	UpdateAgentStatus(ctx context.Context, id string, st store.AgentStatus) error
 	OfflinePools(ctx context.Context, since time.Time) ([]store.OfflinePool, error)
-	MarkAgentsOffline(ctx context.Context, lastSeenBefore, now time.Time) ([]store.Agent, error)
-	MarkAgentOnline(ctx context.Context, id string) (time.Time, error)
-	MarkKeysExpiring(ctx context.Context, before time.Time) ([]store.Agent, error)
-	AppendEvents(ctx context.Context, events []store.Event) error
+	MarkAgentsOffline(ctx context.Context, lastSeenBefore, now time.Time, event store.AgentEvent) ([]store.Agent, error)
+	MarkAgentOnline(ctx context.Context, id string, event func(offlineSince time.Time) *store.Event) (time.Time, error)
+	MarkKeysExpiring(ctx context.Context, before time.Time, event store.AgentEvent) ([]store.Agent, error)
 	// For adopting a result whose claim was lost (adopt.go).
 	GetMonitor(ctx context.Context, teamID, id int64) (store.MonitorWithState, error)
 	LoadPrevious(ctx context.Context, claims []store.Claim) error

@@ -45,74 +45,60 @@ func (h *Hub) sweep(ctx context.Context) {
 		h.mu.Unlock()
 	}
 
-	var events []store.Event
 	sctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-	agents, err := h.store.MarkAgentsOffline(sctx, since, now)
+	agents, err := h.store.MarkAgentsOffline(sctx, since, now, func(a store.Agent) *store.Event {
+		return &store.Event{
+			TeamID: a.TeamID, At: now, Kind: monitor.EventAgentOffline, Status: assess.Unknown, Severity: "critical", Notify: true,
+			Message: fmt.Sprintf("agent %s (pool %s) offline since %s", a.Name, a.Pool, fmtTime(a.Status.LastSeen)),
+			Data:    map[string]any{"agent_id": a.ID, "pool": a.Pool, "last_seen": fmtTime(a.Status.LastSeen)},
+		}
+	})
 	cancel()
 	if err != nil {
 		h.log.Warn("marking offline agents", "err", err)
 	}
 	for _, a := range agents {
 		h.log.Warn("agent offline", "agent", a.ID, "pool", a.Pool, "last_seen", a.Status.LastSeen)
-		events = append(events, store.Event{
-			TeamID: a.TeamID, At: now, Kind: monitor.EventAgentOffline, Status: assess.Unknown, Severity: "critical",
-			Message: fmt.Sprintf("agent %s (pool %s) offline since %s", a.Name, a.Pool, fmtTime(a.Status.LastSeen)),
-			Data:    map[string]any{"agent_id": a.ID, "pool": a.Pool, "last_seen": fmtTime(a.Status.LastSeen)},
-		})
 	}
 
 	sctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-	agents, err = h.store.MarkKeysExpiring(sctx, now.Add(h.cfg.KeyWarning))
-	cancel()
-	if err != nil {
-		h.log.Warn("looking for expiring agent keys", "err", err)
-	}
-	for _, a := range agents {
+	_, err = h.store.MarkKeysExpiring(sctx, now.Add(h.cfg.KeyWarning), func(a store.Agent) *store.Event {
 		verb := "expires"
 		if !a.KeyExpires.After(now) {
 			verb = "expired"
 		}
-		events = append(events, store.Event{
-			TeamID: a.TeamID, At: now, Kind: monitor.EventAgentKeyExpiring, Status: assess.Warning, Severity: "warning",
+		return &store.Event{
+			TeamID: a.TeamID, At: now, Kind: monitor.EventAgentKeyExpiring, Status: assess.Warning, Severity: "warning", Notify: true,
 			Message: fmt.Sprintf("key of agent %s (pool %s) %s on %s; rotate it", a.Name, a.Pool, verb, a.KeyExpires.Format("2006-01-02 15:04 MST")),
 			Data:    map[string]any{"agent_id": a.ID, "key_expires_at": fmtTime(a.KeyExpires)},
-		})
+		}
+	})
+	cancel()
+	if err != nil {
+		h.log.Warn("looking for expiring agent keys", "err", err)
 	}
-	h.appendEvents(ctx, events)
 }
 
-// markOnline clears the agent's offline mark after it said hello here and
-// writes an agent_online event if this connection ended an offline period.
+// markOnline clears the agent's offline mark after it said hello here; if
+// this connection ended an offline period, an agent_online event is
+// written with the cleared mark.
 func (c *conn) markOnline(now time.Time) {
 	h := c.hub
 	ctx, cancel := context.WithTimeout(h.ctx, 5*time.Second)
-	since, err := h.store.MarkAgentOnline(ctx, c.agent.ID)
+	since, err := h.store.MarkAgentOnline(ctx, c.agent.ID, func(since time.Time) *store.Event {
+		return &store.Event{
+			TeamID: c.agent.TeamID, At: now, Kind: monitor.EventAgentOnline, Status: assess.OK, Severity: "info", Notify: true,
+			Message: fmt.Sprintf("agent %s (pool %s) online again (reported offline at %s)", c.agent.Name, c.agent.Pool, fmtTime(since)),
+			Data:    map[string]any{"agent_id": c.agent.ID, "pool": c.agent.Pool, "offline_since": fmtTime(since)},
+		}
+	})
 	cancel()
 	if err != nil {
 		c.log.Warn("clearing the agent's offline mark", "err", err)
 		return
 	}
-	if since.IsZero() {
-		return
-	}
-	c.log.Info("agent online again", "offline_since", since)
-	h.appendEvents(h.ctx, []store.Event{{
-		TeamID: c.agent.TeamID, At: now, Kind: monitor.EventAgentOnline, Status: assess.OK, Severity: "info",
-		Message: fmt.Sprintf("agent %s (pool %s) online again (reported offline at %s)", c.agent.Name, c.agent.Pool, fmtTime(since)),
-		Data:    map[string]any{"agent_id": c.agent.ID, "pool": c.agent.Pool, "offline_since": fmtTime(since)},
-	}})
-}
-
-// appendEvents stores events, logging a failure: the claims that led to
-// them are taken already, so they are not retried.
-func (h *Hub) appendEvents(ctx context.Context, events []store.Event) {
-	if len(events) == 0 {
-		return
-	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := h.store.AppendEvents(sctx, events); err != nil {
-		h.log.Error("writing agent events", "err", err, "events", len(events))
+	if !since.IsZero() {
+		c.log.Info("agent online again", "offline_since", since)
 	}
 }
 

@@ -114,7 +114,7 @@ func TestSkippedThresholdsGiveOneMessage(t *testing.T) {
 	notBefore, notAfter := t0.Add(-60*24*time.Hour), t0.Add(20*24*time.Hour)
 	a := &alertRun{t: t, m: store.Monitor{ID: 1, TeamID: 1, Target: "example.com"}}
 	a.check(leafResult("aa", notBefore, notAfter, t0), t0) // 20 days: 30 crossed
-	at := t0.Add(15 * 24 * time.Hour)                     // 5 days: 14 and 7 crossed at once
+	at := t0.Add(15 * 24 * time.Hour)                      // 5 days: 14 and 7 crossed at once
 	if got := thresholdsOf(a.check(leafResult("aa", notBefore, notAfter, at), at)); !slices.Equal(got, []float64{7}) {
 		t.Errorf("jump from 20 to 5 days left reminded %v, want one reminder for 7", got)
 	}

@@ -75,7 +75,7 @@ func TestAgentOfflineAndOnline(t *testing.T) {
 		)
 		for _, st := range []*Store{s, s2, s, s2} {
 			wg.Go(func() {
-				as, err := st.MarkAgentsOffline(ctx, t0.Add(-5*time.Minute), t0)
+				as, err := st.MarkAgentsOffline(ctx, t0.Add(-5*time.Minute), t0, nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -96,22 +96,22 @@ func TestAgentOfflineAndOnline(t *testing.T) {
 		}
 		// Later agt_b is stale too; the others are marked already and
 		// the revoked agt_r is left alone.
-		if as, err := s.MarkAgentsOffline(ctx, t0.Add(time.Hour), t0.Add(time.Hour)); err != nil || len(as) != 1 || as[0].ID != "agt_b" {
+		if as, err := s.MarkAgentsOffline(ctx, t0.Add(time.Hour), t0.Add(time.Hour), nil); err != nil || len(as) != 1 || as[0].ID != "agt_b" {
 			t.Errorf("second sweep %+v, %v", as, err)
 		}
 
 		// Back online: the mark is cleared once.
-		since, err := s.MarkAgentOnline(ctx, "agt_a")
+		since, err := s.MarkAgentOnline(ctx, "agt_a", nil)
 		if err != nil || !since.Equal(t0) {
 			t.Errorf("online: %s %v", since, err)
 		}
-		if since, err := s.MarkAgentOnline(ctx, "agt_a"); err != nil || !since.IsZero() {
+		if since, err := s.MarkAgentOnline(ctx, "agt_a", nil); err != nil || !since.IsZero() {
 			t.Errorf("online again: %s %v", since, err)
 		}
 		if a, err := s.GetAgent(ctx, DefaultTeamID, "agt_a"); err != nil || !a.OfflineSince.IsZero() {
 			t.Errorf("after online %+v %v", a, err)
 		}
-		if _, err := s.MarkAgentOnline(ctx, "agt_nope"); err == nil {
+		if _, err := s.MarkAgentOnline(ctx, "agt_nope", nil); err == nil {
 			t.Error("unknown agent online: no error")
 		}
 	})
@@ -141,7 +141,7 @@ func TestMarkKeysExpiring(t *testing.T) {
 		)
 		for _, st := range []*Store{s, s2} {
 			wg.Go(func() {
-				as, err := st.MarkKeysExpiring(ctx, before)
+				as, err := st.MarkKeysExpiring(ctx, before, nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -160,14 +160,14 @@ func TestMarkKeysExpiring(t *testing.T) {
 		if len(n) != 1 || n["agt_a"] != 1 {
 			t.Errorf("warned %v, want agt_a once", n)
 		}
-		if as, err := s.MarkKeysExpiring(ctx, before); err != nil || len(as) != 0 {
+		if as, err := s.MarkKeysExpiring(ctx, before, nil); err != nil || len(as) != 0 {
 			t.Errorf("second sweep %+v %v", as, err)
 		}
 		// A rotated key that also expires soon gets its own warning.
 		if _, err := s.RotateAgentKey(ctx, DefaultTeamID, "agt_a", []byte{9}, soon.Add(24*time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
-		as, err := s.MarkKeysExpiring(ctx, before)
+		as, err := s.MarkKeysExpiring(ctx, before, nil)
 		if err != nil || len(as) != 1 || as[0].ID != "agt_a" || !as[0].KeyExpires.Equal(soon.Add(24*time.Hour)) {
 			t.Errorf("after rotation %+v %v", as, err)
 		}

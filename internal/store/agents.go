@@ -319,21 +319,26 @@ func (s *Store) OfflinePools(ctx context.Context, since time.Time) ([]OfflinePoo
 	return out, nil
 }
 
+// AgentEvent makes the event an agent alert writes (nil: none).
+type AgentEvent func(Agent) *Event
+
 // MarkAgentsOffline claims the non-revoked agents last seen before
 // lastSeenBefore that are not marked offline yet, marking them offline
 // since now, and returns them: each offline period is returned once,
 // whichever replica asks (the UPDATE is atomic on both engines). Agents
-// never seen are left alone: they were never online.
-func (s *Store) MarkAgentsOffline(ctx context.Context, lastSeenBefore, now time.Time) ([]Agent, error) {
-	return s.updateAgents(ctx, "mark agents offline", `UPDATE agents SET offline_since = ?
+// never seen are left alone: they were never online. The event of each
+// is written (and routed) in the same transaction.
+func (s *Store) MarkAgentsOffline(ctx context.Context, lastSeenBefore, now time.Time, event AgentEvent) ([]Agent, error) {
+	return s.updateAgents(ctx, "mark agents offline", event, `UPDATE agents SET offline_since = ?
 		WHERE offline_since IS NULL AND revoked_at IS NULL AND last_seen < ?
 		RETURNING `+agentCols, ms(now), ms(lastSeenBefore))
 }
 
 // MarkAgentOnline clears the agent's offline mark and returns when it was
 // set; zero if the agent was not marked offline (or another replica
-// cleared the mark first, so exactly one caller sees each return).
-func (s *Store) MarkAgentOnline(ctx context.Context, id string) (time.Time, error) {
+// cleared the mark first, so exactly one caller sees each return). The
+// event for the return, if any, is written in the same transaction.
+func (s *Store) MarkAgentOnline(ctx context.Context, id string, event func(offlineSince time.Time) *Event) (time.Time, error) {
 	var since sql.NullInt64
 	err := s.db.QueryRowContext(ctx, s.rebind(`SELECT offline_since FROM agents WHERE id = ?`), id).Scan(&since)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -345,8 +350,13 @@ func (s *Store) MarkAgentOnline(ctx context.Context, id string) (time.Time, erro
 	if !since.Valid {
 		return time.Time{}, nil
 	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: agent %s online: %w", id, err)
+	}
+	defer tx.Rollback()
 	// Compare and set: only the caller that clears this very mark wins.
-	res, err := s.db.ExecContext(ctx, s.rebind(`UPDATE agents SET offline_since = NULL WHERE id = ? AND offline_since = ?`),
+	res, err := tx.ExecContext(ctx, s.rebind(`UPDATE agents SET offline_since = NULL WHERE id = ? AND offline_since = ?`),
 		id, since.Int64)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("store: agent %s online: %w", id, err)
@@ -358,6 +368,16 @@ func (s *Store) MarkAgentOnline(ctx context.Context, id string) (time.Time, erro
 	if n == 0 {
 		return time.Time{}, nil
 	}
+	if event != nil {
+		if e := event(fromMS(since.Int64)); e != nil {
+			if err := s.writeEvents(ctx, tx, []Event{*e}); err != nil {
+				return time.Time{}, fmt.Errorf("store: agent %s online: %w", id, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return time.Time{}, fmt.Errorf("store: agent %s online: %w", id, err)
+	}
 	return fromMS(since.Int64), nil
 }
 
@@ -365,28 +385,48 @@ func (s *Store) MarkAgentOnline(ctx context.Context, id string) (time.Time, erro
 // expires before before and that were not warned about that expiry yet,
 // and returns them: each key's expiry is returned once, whichever replica
 // asks; a rotated key gets its own turn.
-func (s *Store) MarkKeysExpiring(ctx context.Context, before time.Time) ([]Agent, error) {
-	return s.updateAgents(ctx, "mark agent keys expiring", `UPDATE agents SET key_warned_for = key_expires
+func (s *Store) MarkKeysExpiring(ctx context.Context, before time.Time, event AgentEvent) ([]Agent, error) {
+	return s.updateAgents(ctx, "mark agent keys expiring", event, `UPDATE agents SET key_warned_for = key_expires
 		WHERE revoked_at IS NULL AND key_expires < ? AND (key_warned_for IS NULL OR key_warned_for <> key_expires)
 		RETURNING `+agentCols, ms(before))
 }
 
-// updateAgents runs an UPDATE ... RETURNING agentCols on the writer.
-func (s *Store) updateAgents(ctx context.Context, what, q string, args ...any) ([]Agent, error) {
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), args...)
+// updateAgents runs an UPDATE ... RETURNING agentCols and writes the
+// agents' events in the same transaction.
+func (s *Store) updateAgents(ctx context.Context, what string, event AgentEvent, q string, args ...any) ([]Agent, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, s.rebind(q), args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, mapErr(err))
 	}
-	defer rows.Close()
-	var out []Agent
+	var (
+		out    []Agent
+		events []Event
+	)
 	for rows.Next() {
 		a, err := scanAgent(rows)
 		if err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("store: %s: %w", what, err)
 		}
 		out = append(out, a)
+		if event != nil {
+			if e := event(a); e != nil {
+				events = append(events, *e)
+			}
+		}
 	}
-	if err := rows.Err(); err != nil {
+	if err := closeRows(rows); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	if err := s.writeEvents(ctx, tx, events); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	return out, nil

@@ -21,10 +21,29 @@ func eventArgs(e Event) ([]any, error) {
 	return []any{e.TeamID, e.MonitorID, ms(e.At), e.Kind, string(e.Status), e.Severity, e.Message, string(data), e.Key}, nil
 }
 
-// AppendEvents stores events that belong to no check (agent alerts, with
-// MonitorID 0) with their deliveries; events of checks are written with
-// their check record.
+// AppendEvents stores events that belong to no check with their
+// deliveries; events of checks are written with their check record, and
+// agent alerts with the claim that raised them.
 func (s *Store) AppendEvents(ctx context.Context, events []Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	defer tx.Rollback()
+	if err := s.writeEvents(ctx, tx, events); err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: append events: %w", err)
+	}
+	return nil
+}
+
+// writeEvents inserts events of no monitor and their deliveries in tx.
+func (s *Store) writeEvents(ctx context.Context, tx querier, events []Event) error {
 	if len(events) == 0 {
 		return nil
 	}
@@ -34,26 +53,15 @@ func (s *Store) AppendEvents(ctx context.Context, events []Event) error {
 		e.Key = newEventKey()
 		row, err := eventArgs(e)
 		if err != nil {
-			return fmt.Errorf("store: append events: %w", err)
+			return err
 		}
 		rows = append(rows, row)
 		routed = append(routed, routable{event: e})
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("store: append events: %w", err)
-	}
-	defer tx.Rollback()
 	if err := s.insertRows(ctx, tx, `INSERT INTO events (`+eventInsertCols+`)`, "", eventCols, rows); err != nil {
-		return fmt.Errorf("store: append events: %w", err)
+		return err
 	}
-	if err := s.enqueue(ctx, tx, routed); err != nil {
-		return fmt.Errorf("store: append events: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: append events: %w", err)
-	}
-	return nil
+	return s.enqueue(ctx, tx, routed)
 }
 
 // eventCols is the number of eventInsertCols.

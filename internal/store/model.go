@@ -49,8 +49,8 @@ type Monitor struct {
 	// acknowledgement lasts until the certificate changes.
 	AckedSHA256 string
 	Paused      bool
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
 }
 
 // State is a monitor's latest check, updated on every check.

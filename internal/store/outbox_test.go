@@ -213,3 +213,31 @@ func TestClaimAndSettleDeliveries(t *testing.T) {
 		}
 	})
 }
+
+func TestAgentAlertWrittenWithItsClaim(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		every := addChannelAndRule(t, s, "every", `[] [] [] %d`)
+		exp := t0.Add(180 * 24 * time.Hour)
+		if _, err := s.CreateAgent(ctx, newAgent("agt_a", "a", "dc1", []byte{1}, exp)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UpdateAgentStatus(ctx, "agt_a", AgentStatus{LastSeen: t0.Add(-time.Hour), Connected: true, Replica: "r1"}); err != nil {
+			t.Fatal(err)
+		}
+		ev := func(a Agent) *Event {
+			return &Event{TeamID: a.TeamID, Kind: "agent_offline", Severity: "critical", At: t0, Notify: true, Message: a.ID}
+		}
+		if as, err := s.MarkAgentsOffline(ctx, t0.Add(-5*time.Minute), t0, ev); err != nil || len(as) != 1 {
+			t.Fatalf("offline %d %v", len(as), err)
+		}
+		// The claim is taken: a second sweep writes nothing more.
+		if as, err := s.MarkAgentsOffline(ctx, t0.Add(-5*time.Minute), t0, ev); err != nil || len(as) != 0 {
+			t.Fatalf("second sweep %d %v", len(as), err)
+		}
+		ds := deliveriesOf(t, s)
+		if len(ds) != 1 || ds[0].ChannelID != every || ds[0].Event.Kind != "agent_offline" || ds[0].Event.Message != "agt_a" {
+			t.Errorf("deliveries %d", len(ds))
+		}
+	})
+}
