@@ -165,13 +165,18 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 		Lease:      cfg.Scheduler.Lease.Std(),
 		Poll:       cfg.Scheduler.Poll.Std(),
 		RetryDelay: cfg.Scheduler.RetryDelay.Std(),
+		Alerts:     alertPolicy(cfg),
 	}
 	sched := monitor.NewScheduler(schedCfg, st, checker, metrics, log)
+	notifier, err := newNotifier(cfg, st, replica, log)
+	if err != nil {
+		return err
+	}
 
 	// Self-hosted agents: this replica claims the due checks of the pools
 	// whose agents are connected to it and hands them out as jobs.
 	hub, err := agentlink.NewHub(agentlink.HubConfig{Assess: checker.Assess, Version: version, Replica: replica,
-		RetryDelay: cfg.Scheduler.RetryDelay.Std()}, st, log)
+		RetryDelay: cfg.Scheduler.RetryDelay.Std(), Alerts: schedCfg.Alerts}, st, log)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -193,6 +198,8 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 		Logger:          log,
 		Registry:        reg,
 		Version:         version,
+		Secrets:         notifier.secrets,
+		SenderOptions:   notifier.opts,
 	})
 	if err != nil {
 		return &exitError{code: 1, err: err}
@@ -244,14 +251,23 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 			serveErr <- httpSrv.Serve(ln)
 		}
 	}()
-	schedDone := make(chan error, 3)
+	// Everything that runs until shutdown.
+	loops := []func(context.Context) error{sched.Run, agentSched.Run, hub.Run, notifier.worker.Run}
+	if notifier.report != nil {
+		loops = append(loops, notifier.report.Run)
+	}
+	schedDone := make(chan error, len(loops))
 	schedCtx, stopSched := context.WithCancel(ctx)
 	defer stopSched()
-	go func() { schedDone <- sched.Run(schedCtx) }()
-	go func() { schedDone <- agentSched.Run(schedCtx) }()
-	go func() { schedDone <- hub.Run(schedCtx) }()
+	for _, run := range loops {
+		go func() { schedDone <- run(schedCtx) }()
+	}
 	waitScheds := func() error {
-		return errors.Join(<-schedDone, <-schedDone, <-schedDone)
+		var errs []error
+		for range loops {
+			errs = append(errs, <-schedDone)
+		}
+		return errors.Join(errs...)
 	}
 
 	select {

@@ -195,8 +195,8 @@ func Default() Server {
 			RetryMax:         Duration(time.Hour),
 			Timeout:          Duration(15 * time.Second),
 			Workers:          16,
-			RatePerMinute:    20,
-			GroupMax:         50,
+			RatePerMinute:    30,
+			GroupMax:         500,
 			SMTP:             SMTP{Port: 587, TLS: "starttls"},
 			Report:           Report{TimeZone: "UTC"},
 		},
@@ -443,8 +443,8 @@ func (n *Notify) Validate() error {
 	if n.RatePerMinute < 1 {
 		errs = append(errs, fmt.Errorf("notifications.rate_per_minute %d: at least 1", n.RatePerMinute))
 	}
-	if n.GroupMax < 1 || n.GroupMax > 500 {
-		errs = append(errs, fmt.Errorf("notifications.group_max %d: want 1 to 500", n.GroupMax))
+	if n.GroupMax < 1 || n.GroupMax > 1000 {
+		errs = append(errs, fmt.Errorf("notifications.group_max %d: want 1 to 1000", n.GroupMax))
 	}
 	switch n.SMTP.TLS {
 	case "starttls", "tls", "none":

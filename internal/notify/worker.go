@@ -19,7 +19,8 @@ import (
 
 // OutboxStore is what the worker asks of the store.
 type OutboxStore interface {
-	ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]store.Delivery, error)
+	DueDestinations(ctx context.Context, now time.Time, limit int) ([]store.Destination, error)
+	ClaimDeliveries(ctx context.Context, owner string, dest store.Destination, now time.Time, lease time.Duration, limit int) ([]store.Delivery, error)
 	SettleDeliveries(ctx context.Context, owner string, ids []int64, st store.Settlement) (int64, error)
 	ReleaseDeliveries(ctx context.Context, owner string) error
 }
@@ -42,8 +43,8 @@ type WorkerConfig struct {
 	Owner string
 	// Workers bounds concurrent sends.
 	Workers int
-	// Batch is how many deliveries one claim takes.
-	Batch int
+	// Destinations is how many destinations one round serves.
+	Destinations int
 	// Lease is how long a claimed delivery is this worker's; longer than
 	// a send can take.
 	Lease time.Duration
@@ -84,8 +85,8 @@ func NewWorker(cfg WorkerConfig, st OutboxStore, dests Destinations, log *slog.L
 	if cfg.Workers <= 0 {
 		cfg.Workers = 16
 	}
-	if cfg.Batch <= 0 {
-		cfg.Batch = 500
+	if cfg.Destinations <= 0 {
+		cfg.Destinations = 256
 	}
 	if cfg.Lease <= 0 {
 		cfg.Lease = 2 * time.Minute
@@ -106,7 +107,7 @@ func NewWorker(cfg WorkerConfig, st OutboxStore, dests Destinations, log *slog.L
 		cfg.RatePerMinute = 20
 	}
 	if cfg.GroupMax <= 0 {
-		cfg.GroupMax = 50
+		cfg.GroupMax = 500
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -155,8 +156,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.log.Warn("outbox", "err", err)
 		}
 		next := w.cfg.Poll
-		if n >= w.cfg.Batch && err == nil {
-			next = 0 // more is waiting
+		if n > 0 && err == nil {
+			next = 0 // more may be waiting
 		}
 		if !t.Stop() {
 			select {
@@ -168,44 +169,55 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// RunOnce claims one batch and settles all of it; it returns how many
-// deliveries it claimed.
+// RunOnce serves every due destination once: it claims up to GroupMax of
+// a destination's due deliveries and sends them as one message, within
+// the destination's rate. It returns how many deliveries it settled.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
-	ds, err := w.store.ClaimDeliveries(ctx, w.cfg.Owner, w.cfg.Now(), w.cfg.Lease, w.cfg.Batch)
-	if err != nil || len(ds) == 0 {
+	now := w.cfg.Now()
+	dests, err := w.store.DueDestinations(ctx, now, w.cfg.Destinations)
+	if err != nil || len(dests) == 0 {
 		return 0, err
 	}
-	groups := map[string][]store.Delivery{}
-	var order []string
-	for _, d := range ds {
-		k := destKey(d)
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], d)
-	}
+	var (
+		mu      sync.Mutex
+		handled int
+		errs    []error
+		wg      sync.WaitGroup
+	)
 	sem := make(chan struct{}, w.cfg.Workers)
-	var wg sync.WaitGroup
-	for _, k := range order {
+	for _, d := range dests {
+		key := destKey(d)
+		if !w.available(key, now) {
+			continue // over its rate: what waits is grouped into the next message
+		}
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			w.deliver(ctx, k, groups[k])
+			ds, err := w.store.ClaimDeliveries(ctx, w.cfg.Owner, d, now, w.cfg.Lease, w.cfg.GroupMax)
+			if err == nil && len(ds) > 0 {
+				w.deliver(ctx, key, ds)
+			}
+			mu.Lock()
+			handled += len(ds)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	return len(ds), nil
+	return handled, errors.Join(errs...)
 }
 
-func destKey(d store.Delivery) string {
+func destKey(d store.Destination) string {
 	if d.ChannelID != 0 {
 		return "c" + strconv.FormatInt(d.ChannelID, 10)
 	}
 	return "t" + strconv.FormatInt(d.TeamID, 10) + "/" + d.Address
 }
 
-// deliver sends one destination's claimed deliveries.
+// deliver sends one destination's claimed deliveries as one message.
 func (w *Worker) deliver(ctx context.Context, key string, ds []store.Delivery) {
 	now := w.cfg.Now()
 	first := ds[0]
@@ -250,30 +262,23 @@ func (w *Worker) deliver(ctx context.Context, key string, ds []store.Delivery) {
 		w.fail(ctx, ds, Answer{}, &SendError{Err: err})
 		return
 	}
-	for len(ds) > 0 {
-		n := min(len(ds), w.cfg.GroupMax)
-		chunk := ds[:n]
-		if at, ok := w.take(key, now); !ok {
-			// Over the destination's rate: what waits is grouped later.
-			w.settle(ctx, ds, store.Settlement{Status: store.DeliveryPending, NextAt: at})
-			return
-		}
-		msg := w.message(chunk)
-		ans, err := sender.Send(ctx, msg)
-		if err != nil {
-			w.fail(ctx, chunk, ans, err)
-			if ans.RetryAfter > 0 {
-				w.block(key, now.Add(ans.RetryAfter))
-			}
-		} else {
-			w.mu.Lock()
-			w.sentMessages++
-			w.sentItems += int64(len(chunk))
-			w.mu.Unlock()
-			w.settle(ctx, chunk, store.Settlement{Status: store.DeliverySent, Code: ans.Code, At: w.cfg.Now(), NextAt: now})
-		}
-		ds = ds[n:]
+	if at, ok := w.take(key, now); !ok {
+		w.settle(ctx, ds, store.Settlement{Status: store.DeliveryPending, NextAt: at})
+		return
 	}
+	ans, err := sender.Send(ctx, w.message(ds))
+	if err != nil {
+		w.fail(ctx, ds, ans, err)
+		if ans.RetryAfter > 0 {
+			w.block(key, now.Add(ans.RetryAfter))
+		}
+		return
+	}
+	w.mu.Lock()
+	w.sentMessages++
+	w.sentItems += int64(len(ds))
+	w.mu.Unlock()
+	w.settle(ctx, ds, store.Settlement{Status: store.DeliverySent, Code: ans.Code, At: w.cfg.Now(), NextAt: now})
 }
 
 func split(ds []store.Delivery, keep func(store.Delivery) bool) (yes, no []store.Delivery) {
@@ -412,22 +417,41 @@ type bucket struct {
 func (w *Worker) take(key string, now time.Time) (time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	b, at, ok := w.refill(key, now)
+	if ok {
+		b.tokens--
+	}
+	return at, ok
+}
+
+// available tells whether a message to the destination may go now.
+func (w *Worker) available(key string, now time.Time) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, _, ok := w.refill(key, now)
+	return ok
+}
+
+// refill brings the destination's bucket to now; ok when a token is
+// there, else at is when one will be. w.mu is held.
+func (w *Worker) refill(key string, now time.Time) (b *bucket, at time.Time, ok bool) {
 	rate := float64(w.cfg.RatePerMinute) / float64(time.Minute)
-	b := w.buckets[key]
+	b = w.buckets[key]
 	if b == nil {
 		b = &bucket{tokens: float64(w.cfg.RatePerMinute), at: now}
 		w.buckets[key] = b
 	}
 	if now.Before(b.blocked) {
-		return b.blocked, false
+		return b, b.blocked, false
 	}
-	b.tokens = min(float64(w.cfg.RatePerMinute), b.tokens+float64(now.Sub(b.at))*rate)
-	b.at = now
+	if now.After(b.at) {
+		b.tokens = min(float64(w.cfg.RatePerMinute), b.tokens+float64(now.Sub(b.at))*rate)
+		b.at = now
+	}
 	if b.tokens >= 1 {
-		b.tokens--
-		return now, true
+		return b, now, true
 	}
-	return now.Add(time.Duration((1 - b.tokens) / rate)), false
+	return b, now.Add(time.Duration((1 - b.tokens) / rate)), false
 }
 
 func (w *Worker) block(key string, until time.Time) {

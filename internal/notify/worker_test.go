@@ -146,7 +146,7 @@ func (r *rig) count(status string) int {
 }
 
 func TestMassExpiryIsGroupedAndRateLimited(t *testing.T) {
-	r := newRig(t, 3, WorkerConfig{Batch: 500, GroupMax: 100, RatePerMinute: 4})
+	r := newRig(t, 3, WorkerConfig{GroupMax: 100, RatePerMinute: 4})
 	r.events(1000)
 	r.drain()
 	for _, id := range r.chans {
@@ -165,10 +165,8 @@ func TestMassExpiryIsGroupedAndRateLimited(t *testing.T) {
 		if s.items() != 1000 {
 			t.Errorf("channel %d got %d of 1000 items", id, s.items())
 		}
-		// Groups of at most 100; a claim batch (500 across 3 channels)
-		// can end a group early, so a few more than 10.
-		if len(s.sent) > 15 {
-			t.Errorf("channel %d got %d messages for 1000 events, want at most 15 (groups of up to 100)", id, len(s.sent))
+		if len(s.sent) != 10 {
+			t.Errorf("channel %d got %d messages for 1000 events, want 10 full groups of 100", id, len(s.sent))
 		}
 		seen := map[string]bool{}
 		for _, m := range s.sent {

@@ -400,6 +400,7 @@ func migrateNotifications(ctx context.Context, tx *sql.Tx, s *Store) error {
 			sent_at BIGINT`),
 		both(`CREATE UNIQUE INDEX deliveries_dedupe ON deliveries (event_key, channel_id, address)`),
 		both(`CREATE INDEX deliveries_due ON deliveries (next_at) WHERE status = 'pending'`),
+		both(`CREATE INDEX deliveries_destination ON deliveries (channel_id, address, team_id, next_at) WHERE status = 'pending'`),
 		both(`CREATE INDEX deliveries_team_status ON deliveries (team_id, status, id)`),
 		both(`CREATE TABLE notifier_runs (
 			name TEXT NOT NULL,

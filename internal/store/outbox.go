@@ -169,21 +169,53 @@ func recipientAddresses(m Monitor) []string {
 	return out
 }
 
-// ClaimDeliveries leases up to limit pending deliveries due at now that no
-// live lease holds, oldest first, with their events. Safe with many
-// replicas (FOR UPDATE SKIP LOCKED on PostgreSQL).
-func (s *Store) ClaimDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]Delivery, error) {
+// Destination is where deliveries go: a channel, or an email address of
+// a team (ChannelID 0).
+type Destination struct {
+	TeamID    int64
+	ChannelID int64
+	Address   string
+}
+
+// DueDestinations lists up to limit destinations with deliveries due at
+// now that no live lease holds, the longest waiting first.
+func (s *Store) DueDestinations(ctx context.Context, now time.Time, limit int) ([]Destination, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.rebind(`SELECT team_id, channel_id, address FROM deliveries
+		WHERE status = 'pending' AND next_at <= ? AND (lease_owner IS NULL OR lease_until < ?)
+		GROUP BY team_id, channel_id, address ORDER BY MIN(next_at) LIMIT ?`), ms(now), ms(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: due destinations: %w", err)
+	}
+	defer rows.Close()
+	var out []Destination
+	for rows.Next() {
+		var d Destination
+		if err := rows.Scan(&d.TeamID, &d.ChannelID, &d.Address); err != nil {
+			return nil, fmt.Errorf("store: due destinations: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// ClaimDeliveries leases up to limit deliveries for one destination that
+// are due at now and that no live lease holds, oldest first, with their
+// events: what one message will carry. Safe with many replicas (FOR
+// UPDATE SKIP LOCKED on PostgreSQL).
+func (s *Store) ClaimDeliveries(ctx context.Context, owner string, dest Destination, now time.Time, lease time.Duration, limit int) ([]Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
 	q := `WITH due AS (
 		SELECT id FROM deliveries
-		WHERE status = 'pending' AND next_at <= ? AND (lease_owner IS NULL OR lease_until < ?)
+		WHERE status = 'pending' AND channel_id = ? AND address = ? AND team_id = ?
+			AND next_at <= ? AND (lease_owner IS NULL OR lease_until < ?)
 		ORDER BY next_at, id LIMIT ?` + s.skipLocked() + `)
 	UPDATE deliveries SET lease_owner = ?, lease_until = ?
 	WHERE id IN (SELECT id FROM due)
 	RETURNING id`
-	rows, err := s.db.QueryContext(ctx, s.rebind(q), ms(now), ms(now), limit, owner, ms(now.Add(lease)))
+	rows, err := s.db.QueryContext(ctx, s.rebind(q), dest.ChannelID, dest.Address, dest.TeamID, ms(now), ms(now), limit,
+		owner, ms(now.Add(lease)))
 	if err != nil {
 		return nil, fmt.Errorf("store: claim deliveries: %w", err)
 	}

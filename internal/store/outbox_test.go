@@ -133,7 +133,11 @@ func TestClaimAndSettleDeliveries(t *testing.T) {
 	forEachEngineTwice(t, func(t *testing.T, s, s2 *Store) {
 		ctx := context.Background()
 		s.now = func() time.Time { return t0 }
-		addChannelAndRule(t, s, "every", `[] [] [] %d`)
+		ch := addChannelAndRule(t, s, "every", `[] [] [] %d`)
+		dest := Destination{TeamID: 1, ChannelID: ch}
+		if ds, err := s.DueDestinations(ctx, t0, 10); err != nil || len(ds) != 0 {
+			t.Fatalf("due destinations before any event: %v %v", ds, err)
+		}
 		var evs []Event
 		for i := range 200 {
 			evs = append(evs, Event{TeamID: 1, Kind: "agent_offline", Severity: "critical", At: t0, Notify: true,
@@ -141,6 +145,9 @@ func TestClaimAndSettleDeliveries(t *testing.T) {
 		}
 		if err := s.AppendEvents(ctx, evs); err != nil {
 			t.Fatal(err)
+		}
+		if ds, err := s.DueDestinations(ctx, t0, 10); err != nil || len(ds) != 1 || ds[0] != dest {
+			t.Fatalf("due destinations %v %v, want %v", ds, err, dest)
 		}
 		// Two replicas claim concurrently: every delivery exactly once.
 		var (
@@ -154,7 +161,7 @@ func TestClaimAndSettleDeliveries(t *testing.T) {
 				defer wg.Done()
 				owner := fmt.Sprint("r", i)
 				for {
-					ds, err := st.ClaimDeliveries(ctx, owner, t0, time.Minute, 7)
+					ds, err := st.ClaimDeliveries(ctx, owner, dest, t0, time.Minute, 7)
 					if err != nil {
 						t.Error(err)
 						return
@@ -199,15 +206,15 @@ func TestClaimAndSettleDeliveries(t *testing.T) {
 			t.Fatalf("settle changed %d of %d (%v)", n, len(r0), err)
 		}
 		// Failed ones come back when due, with the attempt counted.
-		if ds, _ := s.ClaimDeliveries(ctx, "r2", t0.Add(30*time.Second), time.Minute, 500); len(ds) != 0 {
+		if ds, _ := s.ClaimDeliveries(ctx, "r2", dest, t0.Add(30*time.Second), time.Minute, 500); len(ds) != 0 {
 			t.Errorf("claimed %d before their retry time", len(ds))
 		}
-		ds, err := s.ClaimDeliveries(ctx, "r2", t0.Add(2*time.Minute), time.Minute, 500)
+		ds, err := s.ClaimDeliveries(ctx, "r2", dest, t0.Add(2*time.Minute), time.Minute, 500)
 		if err != nil || len(ds) != len(r0) || ds[0].Attempts != 1 || ds[0].LastError != "500" {
 			t.Fatalf("retry claim %d of %d err %v (first attempts %d)", len(ds), len(r0), err, ds[0].Attempts)
 		}
 		// An expired lease (a dead replica) is claimable by another.
-		ds2, err := s2.ClaimDeliveries(ctx, "r3", t0.Add(4*time.Minute), time.Minute, 500)
+		ds2, err := s2.ClaimDeliveries(ctx, "r3", dest, t0.Add(4*time.Minute), time.Minute, 500)
 		if err != nil || len(ds2) != len(r0) {
 			t.Errorf("after lease expiry claimed %d, want %d", len(ds2), len(r0))
 		}
