@@ -18,6 +18,7 @@ type Event struct {
 	Severity  string         `json:"severity"`
 	Message   string         `json:"message"`
 	Data      map[string]any `json:"data" doc:"kind-specific detail"`
+	Key       string         `json:"key" doc:"the event's identity in notifications (webhook payloads, deliveries)"`
 }
 
 type listEventsInput struct {
@@ -57,24 +58,29 @@ func (s *Server) listEvents(ctx context.Context, in *listEventsInput) (*eventLis
 	out := &eventListBody{}
 	out.Body.Events = make([]Event, 0, len(evs))
 	for _, e := range evs {
-		data := e.Data
-		if data == nil {
-			data = map[string]any{}
-		}
-		out.Body.Events = append(out.Body.Events, Event{
-			ID:        e.ID,
-			MonitorID: e.MonitorID,
-			At:        e.At.UTC().Truncate(time.Second),
-			Kind:      e.Kind,
-			Status:    string(e.Status),
-			Severity:  e.Severity,
-			Message:   e.Message,
-			Data:      data,
-		})
+		out.Body.Events = append(out.Body.Events, eventView(e))
 	}
 	if next != 0 {
 		c := strconv.FormatInt(next, 10)
 		out.Body.NextCursor = &c
 	}
 	return out, nil
+}
+
+func eventView(e store.Event) Event {
+	data := e.Data
+	if data == nil {
+		data = map[string]any{}
+	}
+	return Event{
+		ID:        e.ID,
+		MonitorID: e.MonitorID,
+		At:        e.At.UTC().Truncate(time.Second),
+		Kind:      e.Kind,
+		Status:    string(e.Status),
+		Severity:  e.Severity,
+		Message:   e.Message,
+		Data:      data,
+		Key:       e.Key,
+	}
 }

@@ -35,6 +35,10 @@ type Monitor struct {
 	// RevocationFrom says who fetches OCSP, CRL and AIA: server or agent.
 	RevocationFrom string `json:"revocation_from"`
 	Paused         bool   `json:"paused"`
+	// ReminderDays is [] when the monitor inherits its thresholds.
+	ReminderDays []int      `json:"reminder_days" doc:"days-left thresholds of expiry reminders; [] inherits them (by tag or the server default)"`
+	SnoozedUntil *time.Time `json:"snoozed_until" doc:"alerts are silenced until then; null when not snoozed"`
+	Acknowledged bool       `json:"acknowledged" doc:"alerts are silenced until the certificate changes"`
 
 	Status       *assess.Status       `json:"status" enum:"OK,WARNING,CRITICAL,UNKNOWN" doc:"null before the first check"`
 	Problems     []assess.Problem     `json:"problems"`
@@ -66,6 +70,7 @@ type MonitorFields struct {
 	// RevocationFrom "agent" makes the monitor's agent fetch OCSP, CRL and
 	// AIA, for responders reachable only inside its network.
 	RevocationFrom string `json:"revocation_from,omitempty" enum:"server,agent" doc:"who fetches OCSP, CRL and AIA issuers: the server (default) or the monitor's agent, for responders reachable only inside its network"`
+	ReminderDays   []int  `json:"reminder_days,omitempty" maxItems:"20" minimum:"1" maximum:"3650" doc:"days-left thresholds of expiry reminders, e.g. [30, 14, 7, 1]; empty or omitted: by tag or the server default" example:"[30,14,7,1]"`
 }
 
 // MonitorPatch is what PATCH takes: only the fields present change.
@@ -83,6 +88,8 @@ type MonitorPatch struct {
 	CAPEM      *string   `json:"ca_pem,omitempty"`
 	// RevocationFrom is "server" or "agent".
 	RevocationFrom *string `json:"revocation_from,omitempty" enum:"server,agent"`
+	// ReminderDays [] returns to the inherited thresholds.
+	ReminderDays *[]int `json:"reminder_days,omitempty" maxItems:"20" minimum:"1" maximum:"3650"`
 }
 
 // HistoryEntry is one change in a monitor's life.
@@ -174,6 +181,7 @@ func (s *Server) patchMonitor(ctx context.Context, in *patchMonitorInput) (*moni
 		if p.RevocationFrom != nil {
 			m.RevocationFrom = storedRevocationFrom(*p.RevocationFrom)
 		}
+		set(&m.ReminderDays, p.ReminderDays)
 		if m.AgentPool == "" {
 			m.AgentPool = monitor.CloudPool
 		}
@@ -400,6 +408,7 @@ func (s *Server) monitorFromFields(f MonitorFields) (store.Monitor, error) {
 		CAPEM:      f.CAPEM,
 		// The store keeps "" for the server, the default.
 		RevocationFrom: storedRevocationFrom(f.RevocationFrom),
+		ReminderDays:   f.ReminderDays,
 	}
 	if strings.TrimSpace(m.Schedule) == "" {
 		m.Schedule = s.cfg.DefaultSchedule
@@ -478,7 +487,36 @@ func (s *Server) validateMonitor(m *store.Monitor) error {
 	if m.RevocationFrom == "agent" && m.AgentPool == monitor.CloudPool {
 		return invalid("revocation_from", "agent needs a self-hosted agent_pool, not %q", monitor.CloudPool)
 	}
+	if m.ReminderDays, err = cleanReminderDays(m.ReminderDays); err != nil {
+		return err
+	}
 	return nil
+}
+
+// maxReminderDays is ten years: thresholds beyond any certificate's life.
+const maxReminderDays = 3650
+
+// cleanReminderDays checks thresholds and orders them, largest first and
+// once each; none is nil, which the store keeps as "inherit".
+func cleanReminderDays(in []int) ([]int, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	if len(in) > 20 {
+		return nil, invalid("reminder_days", "at most 20 thresholds")
+	}
+	out := make([]int, 0, len(in))
+	for i, d := range in {
+		if d < 1 || d > maxReminderDays {
+			return nil, invalid(fmt.Sprintf("reminder_days[%d]", i), "must be between 1 and %d", maxReminderDays)
+		}
+		if !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	slices.Sort(out)
+	slices.Reverse(out)
+	return out, nil
 }
 
 // storedRevocationFrom maps the API's "server" (or nothing) to the
@@ -559,6 +597,9 @@ func (s *Server) view(mw store.MonitorWithState) Monitor {
 		CAPEM:          m.CAPEM,
 		RevocationFrom: viewRevocationFrom(m.RevocationFrom),
 		Paused:         m.Paused,
+		ReminderDays:   orEmpty(m.ReminderDays),
+		SnoozedUntil:   timeOrNil(s.activeSnooze(m)),
+		Acknowledged:   acknowledged(mw),
 		Problems:       []assess.Problem{},
 		Chain:          []assess.Certificate{},
 		LastCheckAt:    timeOrNil(st.LastCheckAt),

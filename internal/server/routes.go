@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
+	"strconv"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -39,6 +41,34 @@ func (s *Server) routes(mux *http.ServeMux, api huma.API) {
 	register(s, api, http.MethodDelete, "/api/v1/agents/{id}", "delete-agent", "Delete an agent", http.StatusNoContent, s.deleteAgent)
 	register(s, api, http.MethodPost, "/api/v1/agents/{id}/rotate", "rotate-agent-key", "Give an agent a new key; the old one works for an overlap", 0, s.rotateAgentKey)
 	register(s, api, http.MethodPost, "/api/v1/agents/{id}/revoke", "revoke-agent", "Revoke an agent's keys at once", 0, s.revokeAgent)
+	register(s, api, http.MethodPost, "/api/v1/monitors/{id}/snooze", "snooze-monitor", "Silence a monitor's alerts until a time", 0, s.snoozeMonitor)
+	register(s, api, http.MethodPost, "/api/v1/monitors/{id}/acknowledge", "acknowledge-monitor", "Silence a monitor's alerts until its certificate changes", 0, s.acknowledgeMonitor)
+	register(s, api, http.MethodDelete, "/api/v1/monitors/{id}/silence", "unsilence-monitor", "End a monitor's snooze and acknowledgement", 0, s.unsilenceMonitor)
+	register(s, api, http.MethodPost, "/api/v1/channels", "create-channel", "Create a notification channel (email, Teams, Slack or webhook)", http.StatusCreated, s.createChannel)
+	register(s, api, http.MethodGet, "/api/v1/channels", "list-channels", "List notification channels (secrets masked)", 0, s.listChannels)
+	register(s, api, http.MethodGet, "/api/v1/channels/{id}", "get-channel", "Get a notification channel (secrets masked)", 0, s.getChannel)
+	register(s, api, http.MethodPut, "/api/v1/channels/{id}", "replace-channel", "Replace a channel; masked or omitted secrets keep their stored values", 0, s.replaceChannel)
+	register(s, api, http.MethodDelete, "/api/v1/channels/{id}", "delete-channel", "Delete a channel; its pending deliveries are skipped", http.StatusNoContent, s.deleteChannel)
+	register(s, api, http.MethodPost, "/api/v1/channels/{id}/test", "test-channel", "Send a test message and report the receiver's answer", 0, s.testChannel)
+	register(s, api, http.MethodPost, "/api/v1/rules", "create-rule", "Create a routing rule (empty selectors match everything)", http.StatusCreated, s.createRule)
+	register(s, api, http.MethodGet, "/api/v1/rules", "list-rules", "List routing rules", 0, s.listRules)
+	register(s, api, http.MethodGet, "/api/v1/rules/{id}", "get-rule", "Get a routing rule", 0, s.getRule)
+	register(s, api, http.MethodPut, "/api/v1/rules/{id}", "replace-rule", "Replace a routing rule (empty selectors match everything)", 0, s.replaceRule)
+	register(s, api, http.MethodDelete, "/api/v1/rules/{id}", "delete-rule", "Delete a routing rule", http.StatusNoContent, s.deleteRule)
+	register(s, api, http.MethodPost, "/api/v1/users", "create-user", "Create a user who receives email", http.StatusCreated, s.createUser)
+	register(s, api, http.MethodGet, "/api/v1/users", "list-users", "List users", 0, s.listUsers)
+	register(s, api, http.MethodGet, "/api/v1/users/{id}", "get-user", "Get a user and their notification settings", 0, s.getUser)
+	register(s, api, http.MethodPut, "/api/v1/users/{id}", "replace-user", "Replace a user and their notification settings", 0, s.replaceUser)
+	register(s, api, http.MethodDelete, "/api/v1/users/{id}", "delete-user", "Delete a user", http.StatusNoContent, s.deleteUser)
+	register(s, api, http.MethodGet, "/api/v1/deliveries", "list-deliveries", "List notification deliveries, newest first", 0, s.listDeliveries)
+	register(s, api, http.MethodPost, "/api/v1/deliveries/{id}/retry", "retry-delivery", "Send a dead or skipped delivery again", 0, s.retryDelivery)
+
+	// Answers beyond errorStatuses' defaults, so clients know to expect them.
+	documentErrors(api, map[int][]string{
+		http.StatusConflict: {"create-channel", "replace-channel", "test-channel", "create-rule", "replace-rule",
+			"create-user", "replace-user", "retry-delivery"},
+		http.StatusServiceUnavailable: {"create-channel", "replace-channel", "test-channel"},
+	})
 
 	mux.HandleFunc("/", s.unrouted(mux))
 
@@ -113,4 +143,23 @@ func errorStatuses[I any]() []int {
 		statuses = append(statuses, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType)
 	}
 	return statuses
+}
+
+// documentErrors adds error answers to the operations named, described
+// like their 400 (the same Error schema).
+func documentErrors(api huma.API, byStatus map[int][]string) {
+	for _, item := range api.OpenAPI().Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Post, item.Put, item.Patch, item.Delete} {
+			if op == nil || op.Responses["400"] == nil {
+				continue
+			}
+			for status, ids := range byStatus {
+				if slices.Contains(ids, op.OperationID) {
+					r := *op.Responses["400"]
+					r.Description = http.StatusText(status)
+					op.Responses[strconv.Itoa(status)] = &r
+				}
+			}
+		}
+	}
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/certmon/certmon/internal/auth"
 	"github.com/certmon/certmon/internal/monitor"
+	"github.com/certmon/certmon/internal/notify"
+	"github.com/certmon/certmon/internal/secret"
 )
 
 // Waker is told when a monitor became due at once (created, resumed,
@@ -47,6 +49,12 @@ type Config struct {
 	Version  string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Secrets seals channel settings in the store. Nil disables the
+	// channel routes that need it (503): without a key nothing may be
+	// stored in clear.
+	Secrets *secret.Box
+	// SenderOptions are used by "send a test message".
+	SenderOptions notify.SenderOptions
 }
 
 // Server serves the API.

@@ -1,0 +1,434 @@
+package main
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/mail"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/certmon/certmon/internal/certtest"
+	"github.com/certmon/certmon/internal/notify"
+)
+
+// mailbox is a real SMTP server (go-smtp) on loopback: STARTTLS with a
+// certificate of the test CA, AUTH PLAIN, and every message kept.
+type mailbox struct {
+	mu   sync.Mutex
+	msgs []receivedMail
+	addr string
+}
+
+type receivedMail struct {
+	from string
+	to   []string
+	data []byte
+}
+
+func (m *mailbox) all() []receivedMail {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]receivedMail{}, m.msgs...)
+}
+
+type mailSession struct {
+	box    *mailbox
+	authed bool
+	cur    receivedMail
+}
+
+func (s *mailSession) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *mailSession) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != "certmon" || pass != "mail-secret" {
+			return smtp.ErrAuthFailed
+		}
+		s.authed = true
+		return nil
+	}), nil
+}
+
+func (s *mailSession) Mail(from string, _ *smtp.MailOptions) error {
+	if !s.authed {
+		return smtp.ErrAuthRequired
+	}
+	s.cur = receivedMail{from: from}
+	return nil
+}
+
+func (s *mailSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.cur.to = append(s.cur.to, to)
+	return nil
+}
+
+func (s *mailSession) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.cur.data = data
+	s.box.mu.Lock()
+	s.box.msgs = append(s.box.msgs, s.cur)
+	s.box.mu.Unlock()
+	return nil
+}
+
+func (s *mailSession) Reset()        { s.cur = receivedMail{} }
+func (s *mailSession) Logout() error { return nil }
+
+func startMailbox(t *testing.T, ca *certtest.CA) *mailbox {
+	t.Helper()
+	leaf := ca.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)))
+	cert := certtest.TLSCertificate(leaf)
+	box := &mailbox{}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &mailSession{box: box}, nil }))
+	srv.Domain = "mail.test"
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	box.addr = ln.Addr().String()
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return box
+}
+
+// webhookReceiver verifies signatures as a receiver should and records
+// each item by its key (raw arrivals too, to count resends).
+type webhookReceiver struct {
+	mu      sync.Mutex
+	secret  string
+	delay   time.Duration
+	items   map[string]map[string]any
+	arrived map[string]int
+	bodies  int
+	bad     []string
+	url     string
+}
+
+func startWebhook(t *testing.T, secret string, delay time.Duration) *webhookReceiver {
+	t.Helper()
+	w := &webhookReceiver{secret: secret, delay: delay, items: map[string]map[string]any{}, arrived: map[string]int{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+		err := notify.VerifySignature(w.secret, r.Header.Get(notify.HeaderTimestamp), body, r.Header.Get(notify.HeaderSignature), time.Now(), 5*time.Minute)
+		var p struct {
+			Version int              `json:"version"`
+			Type    string           `json:"type"`
+			Items   []map[string]any `json:"items"`
+		}
+		if err == nil {
+			err = json.Unmarshal(body, &p)
+		}
+		if err == nil && (p.Version != 1 || p.Type != "certmon.notification" || len(p.Items) == 0) {
+			err = fmt.Errorf("schema: version %d type %q items %d", p.Version, p.Type, len(p.Items))
+		}
+		w.mu.Lock()
+		if err != nil {
+			w.bad = append(w.bad, err.Error())
+			w.mu.Unlock()
+			http.Error(rw, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		w.bodies++
+		for _, it := range p.Items {
+			key, _ := it["key"].(string)
+			w.arrived[key]++
+			w.items[key] = it
+		}
+		w.mu.Unlock()
+		time.Sleep(w.delay) // answered after the items were seen: a kill now leaves them unsettled
+		rw.Write([]byte("ok"))
+	}))
+	t.Cleanup(srv.Close)
+	w.url = srv.URL + "/hook"
+	return w
+}
+
+func (w *webhookReceiver) snapshot() (items map[string]map[string]any, arrivals int, bad []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	items = map[string]map[string]any{}
+	for k, v := range w.items {
+		items[k] = v
+	}
+	for _, n := range w.arrived {
+		arrivals += n
+	}
+	return items, arrivals, append([]string{}, w.bad...)
+}
+
+// TestNotificationsEndToEnd: a monitor whose certificate expires in three
+// days notifies at its first check, through a rule to a signed webhook
+// and by email (a real SMTP server, STARTTLS and AUTH) to its recipient.
+func TestNotificationsEndToEnd(t *testing.T) {
+	ca := certtest.NewRootCA("certmon e2e CA")
+	caFile := writeFile(t, "ca.pem", string(ca.Cert.PEM()))
+	now := time.Now()
+	leaf := ca.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(now.Add(-80*24*time.Hour), now.Add(3*24*time.Hour-time.Hour)))
+	target := certtest.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(leaf)}}).Addr
+	box := startMailbox(t, ca)
+	hook := startWebhook(t, "whsec-e2e", 0)
+	smtpHost, smtpPort, _ := net.SplitHostPort(box.addr)
+
+	const token = "notify-e2e-token-0123456789"
+	p := startServerProcess(t, "CERTMON_DATA="+t.TempDir(), "CERTMON_BOOTSTRAP_TOKEN="+token,
+		"CERTMON_CA_FILE="+caFile, "CERTMON_CHECK_REVOCATION=off",
+		"CERTMON_NOTIFICATIONS_BASE_URL=https://certmon.example.test",
+		"CERTMON_NOTIFICATIONS_SMTP_HOST="+smtpHost, "CERTMON_NOTIFICATIONS_SMTP_PORT="+smtpPort,
+		"CERTMON_NOTIFICATIONS_SMTP_TLS=starttls", "CERTMON_NOTIFICATIONS_SMTP_USERNAME=certmon",
+		"CERTMON_NOTIFICATIONS_SMTP_PASSWORD=mail-secret", "CERTMON_NOTIFICATIONS_SMTP_FROM=certmon@example.test",
+		"CERTMON_NOTIFICATIONS_SMTP_CA_FILE="+caFile)
+	c := api{t: t, base: p.base, token: token}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server output:\n%s", p.out)
+		}
+	})
+
+	var ch struct {
+		ID     int64          `json:"id"`
+		Config map[string]any `json:"config"`
+	}
+	if code := c.do("POST", "/api/v1/channels", map[string]any{"name": "ops hook", "type": "webhook",
+		"config": map[string]any{"url": hook.url, "secret": "whsec-e2e"}}, &ch); code != 201 {
+		t.Fatalf("create channel: %d", code)
+	}
+	if s := fmt.Sprint(ch.Config); strings.Contains(s, "whsec-e2e") || strings.Contains(s, "/hook") {
+		t.Errorf("channel config shown with its secrets: %v", ch.Config)
+	}
+	var test struct {
+		OK   bool   `json:"ok"`
+		Code int    `json:"code"`
+		Body string `json:"body"`
+	}
+	if code := c.do("POST", fmt.Sprintf("/api/v1/channels/%d/test", ch.ID), nil, &test); code != 200 || !test.OK || test.Code != 200 || test.Body != "ok" {
+		t.Fatalf("test message: %d %+v", code, test)
+	}
+	if code := c.do("POST", "/api/v1/rules", map[string]any{"name": "expiry to ops", "events": []string{"expiry_reminder", "expired"},
+		"channels": []int64{ch.ID}}, nil); code != 201 {
+		t.Fatalf("create rule: %d", code)
+	}
+	var mon monitorView
+	if code := c.do("POST", "/api/v1/monitors", map[string]any{"target": target, "tags": []string{"prod"},
+		"recipients": []string{"ops@example.test"}}, &mon); code != 201 {
+		t.Fatalf("create monitor: %d", code)
+	}
+
+	var reminder map[string]any
+	certtest.Eventually(t, 30*time.Second, "expiry reminder at the webhook", func() bool {
+		items, _, _ := hook.snapshot()
+		for _, it := range items {
+			if it["kind"] == "expiry_reminder" {
+				reminder = it
+				return true
+			}
+		}
+		return false
+	})
+	_, _, bad := hook.snapshot()
+	if len(bad) > 0 {
+		t.Errorf("webhook refused: %v", bad)
+	}
+	monitorObj, _ := reminder["monitor"].(map[string]any)
+	if reminder["severity"] != "critical" || reminder["days_left"] != float64(2) || monitorObj["target"] != target ||
+		monitorObj["link"] != fmt.Sprintf("https://certmon.example.test/api/v1/monitors/%d", mon.ID) {
+		t.Errorf("reminder item %v", reminder)
+	}
+	if data, _ := reminder["data"].(map[string]any); data["threshold_days"] != float64(3) {
+		t.Errorf("reminder threshold %v, want the 3-day threshold", data["threshold_days"])
+	}
+
+	certtest.Eventually(t, 30*time.Second, "email to the monitor's recipient", func() bool { return len(box.all()) > 0 })
+	m := box.all()[0]
+	if m.from != "certmon@example.test" || len(m.to) != 1 || m.to[0] != "ops@example.test" {
+		t.Errorf("envelope from %s to %v", m.from, m.to)
+	}
+	msg, err := mail.ReadMessage(strings.NewReader(string(m.data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if subj := msg.Header.Get("Subject"); !strings.Contains(decodeHeader(subj), target) {
+		t.Errorf("subject %q does not name the target", decodeHeader(subj))
+	}
+	if msg.Header.Get("Message-Id") == "" || msg.Header.Get(notify.HeaderKey) == "" {
+		t.Errorf("no Message-ID or %s header: %v", notify.HeaderKey, msg.Header)
+	}
+	parts := mimeParts(t, msg)
+	if !strings.Contains(parts["text/plain"], target) || !strings.Contains(parts["text/html"], target) {
+		t.Errorf("parts %v: want text and HTML naming the target", keys(parts))
+	}
+
+	var ds struct {
+		Deliveries []struct {
+			Status    string `json:"status"`
+			ChannelID *int64 `json:"channel_id"`
+			Address   string `json:"address"`
+		} `json:"deliveries"`
+	}
+	certtest.Eventually(t, 10*time.Second, "both deliveries recorded as sent", func() bool {
+		c.do("GET", "/api/v1/deliveries?status=sent", nil, &ds)
+		return len(ds.Deliveries) == 2
+	})
+}
+
+func decodeHeader(s string) string {
+	d, err := new(mime.WordDecoder).DecodeHeader(s)
+	if err != nil {
+		return s
+	}
+	return d
+}
+
+// mimeParts returns the decoded text parts of a message by content type.
+func mimeParts(t *testing.T, msg *mail.Message) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	var walk func(ct string, r io.Reader, encoding string)
+	walk = func(ct string, r io.Reader, encoding string) {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil {
+			t.Fatalf("content type %q: %v", ct, err)
+		}
+		if strings.HasPrefix(mt, "multipart/") {
+			mr := multipart.NewReader(r, params["boundary"])
+			for {
+				p, err := mr.NextRawPart()
+				if errors.Is(err, io.EOF) {
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				walk(p.Header.Get("Content-Type"), p, p.Header.Get("Content-Transfer-Encoding"))
+			}
+		}
+		out[mt] = decodeBody(t, r, encoding)
+	}
+	walk(msg.Header.Get("Content-Type"), msg.Body, msg.Header.Get("Content-Transfer-Encoding"))
+	return out
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func decodeBody(t *testing.T, r io.Reader, encoding string) string {
+	t.Helper()
+	switch strings.ToLower(encoding) {
+	case "quoted-printable":
+		r = quotedprintable.NewReader(r)
+	case "base64":
+		r = base64.NewDecoder(base64.StdEncoding, r)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("part body (%s): %v", encoding, err)
+	}
+	return string(b)
+}
+
+// TestOutboxSurvivesKill9 kills the server with SIGKILL three times while
+// it writes check results and delivers their alerts one message each to a
+// slow webhook, then lets it finish. Every monitor's alert must arrive
+// (nothing lost), each alert's event must be made once (one key per
+// monitor: a check re-run after the crash did not alert again), and a key
+// may reach the receiver again only if it was in flight when a kill hit
+// (at most the workers' concurrency per kill).
+func TestOutboxSurvivesKill9(t *testing.T) {
+	targets := newHandshakeLog(t) // self-signed: each monitor's first check alerts "invalid"
+	hook := startWebhook(t, "whsec-kill9", 20*time.Millisecond)
+	const (
+		token   = "kill9-outbox-token-0123456789"
+		n       = 150
+		workers = 4
+		kills   = 3
+	)
+	env := []string{"CERTMON_DATA=" + t.TempDir(), "CERTMON_BOOTSTRAP_TOKEN=" + token, "CERTMON_CHECK_REVOCATION=off",
+		"CERTMON_SCHEDULER_WORKERS=8", fmt.Sprint("CERTMON_NOTIFICATIONS_WORKERS=", workers),
+		// One item per message and no rate limit: many sends, so the
+		// kills land between a send and its settlement.
+		"CERTMON_NOTIFICATIONS_GROUP_MAX=1", "CERTMON_NOTIFICATIONS_RATE_PER_MINUTE=1000000",
+		"CERTMON_NOTIFICATIONS_RETRY_MIN=1s", "CERTMON_NOTIFICATIONS_RETRY_MAX=2s"}
+	p := startServerProcess(t, env...)
+	c := api{t: t, base: p.base, token: token}
+	var ch struct {
+		ID int64 `json:"id"`
+	}
+	if code := c.do("POST", "/api/v1/channels", map[string]any{"name": "hook", "type": "webhook",
+		"config": map[string]any{"url": hook.url, "secret": "whsec-kill9"}}, &ch); code != 201 {
+		t.Fatalf("create channel: %d", code)
+	}
+	if code := c.do("POST", "/api/v1/rules", map[string]any{"name": "all", "channels": []int64{ch.ID}}, nil); code != 201 {
+		t.Fatalf("create rule: %d", code)
+	}
+	for i := range n {
+		if code := c.do("POST", "/api/v1/monitors", map[string]any{"target": targets.addr, "sni": fmt.Sprintf("n%d.test", i)}, nil); code != 201 {
+			t.Fatalf("create monitor: %d", code)
+		}
+	}
+	for k := 1; k <= kills; k++ {
+		certtest.Eventually(t, 60*time.Second, "alerts flowing before the kill", func() bool {
+			items, _, _ := hook.snapshot()
+			return len(items) >= k*n/(kills+2)
+		})
+		p.kill9(t)
+		p = startServerProcess(t, env...)
+		c.base = p.base
+	}
+	certtest.Eventually(t, 90*time.Second, "every monitor's alert delivered", func() bool {
+		items, _, _ := hook.snapshot()
+		return len(items) >= n
+	})
+	time.Sleep(2 * time.Second) // anything still to come would be a duplicate
+	items, arrivals, bad := hook.snapshot()
+	if len(bad) > 0 {
+		t.Errorf("webhook refused %d requests: %v", len(bad), bad[0])
+	}
+	perTarget := map[string]int{}
+	for _, it := range items {
+		if it["kind"] != "invalid" {
+			t.Errorf("unexpected item %v", it)
+		}
+		perTarget[fmt.Sprint(it["event_id"])]++
+	}
+	if len(items) != n || len(perTarget) != n {
+		t.Errorf("%d distinct keys for %d events, want %d of each: an alert was made twice", len(items), len(perTarget), n)
+	}
+	resent := arrivals - len(items)
+	t.Logf("%d alerts, %d arrivals: %d resent after %d kills (each carried the same key)", len(items), arrivals, resent, kills)
+	if resent > kills*workers {
+		t.Errorf("%d resends after %d kills; only messages in flight at a kill (at most %d each) may go again", resent, kills, workers)
+	}
+	var ds struct {
+		Deliveries []struct{} `json:"deliveries"`
+	}
+	for _, st := range []string{"pending", "dead"} {
+		c.do("GET", "/api/v1/deliveries?status="+st, nil, &ds)
+		if len(ds.Deliveries) != 0 {
+			t.Errorf("%d deliveries %s at the end", len(ds.Deliveries), st)
+		}
+	}
+}
