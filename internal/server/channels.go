@@ -136,7 +136,7 @@ func (s *Server) replaceChannel(ctx context.Context, in *replaceChannelInput) (*
 	// webhook URL but never turns one type's secret into another's. A
 	// config that no longer opens (the key changed) keeps nothing: the
 	// client must send the secrets again, and Validate says so.
-	if prev, err := s.openConfig(old.Config); err == nil {
+	if prev, err := s.openConfig(old); err == nil {
 		f.Config.KeepSecrets(f.Type, prev)
 	} else {
 		noteCause(ctx, err)
@@ -181,7 +181,7 @@ func (s *Server) testChannel(ctx context.Context, in *channelID) (*channelTestBo
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := s.openConfig(c.Config)
+	cfg, err := s.openConfig(c)
 	if err != nil {
 		e := newError(http.StatusConflict, "secrets_unreadable",
 			"channel %d's settings cannot be decrypted (was notifications.secret_key changed?); replace the channel's config", c.ID)
@@ -276,19 +276,13 @@ func (s *Server) sealConfig(cfg notify.ChannelConfig) (string, error) {
 	return sealed, nil
 }
 
-func (s *Server) openConfig(sealed string) (notify.ChannelConfig, error) {
-	var cfg notify.ChannelConfig
-	if s.cfg.Secrets == nil {
-		return cfg, errors.New("no notifications.secret_key")
+// openConfig reads a stored channel's settings.
+func (s *Server) openConfig(c store.Channel) (notify.ChannelConfig, error) {
+	var secrets notify.Opener
+	if s.cfg.Secrets != nil {
+		secrets = s.cfg.Secrets
 	}
-	plain, err := s.cfg.Secrets.Open(sealed)
-	if err != nil {
-		return cfg, err
-	}
-	if err := json.Unmarshal(plain, &cfg); err != nil {
-		return notify.ChannelConfig{}, fmt.Errorf("channel config: %w", err)
-	}
-	return cfg, nil
+	return notify.OpenChannelConfig(secrets, c)
 }
 
 func (s *Server) loadChannel(ctx context.Context, id int64) (store.Channel, error) {
@@ -306,7 +300,7 @@ func (s *Server) loadChannel(ctx context.Context, id int64) (store.Channel, erro
 // viewStored renders a stored channel; a config that does not open is
 // shown as null (and logged) rather than failing the whole list.
 func (s *Server) viewStored(ctx context.Context, c store.Channel) Channel {
-	cfg, err := s.openConfig(c.Config)
+	cfg, err := s.openConfig(c)
 	if err != nil {
 		noteCause(ctx, fmt.Errorf("channel %d: %w", c.ID, err))
 		v := channelView(c, notify.ChannelConfig{})

@@ -46,35 +46,12 @@ func (s *Store) CreateChannel(ctx context.Context, c Channel) (Channel, error) {
 
 // GetChannel returns one channel of a team; ErrNotFound if none.
 func (s *Store) GetChannel(ctx context.Context, teamID, id int64) (Channel, error) {
-	c, err := scanChannel(s.rdb.QueryRowContext(ctx, s.rebind(`SELECT `+channelCols+` FROM channels WHERE id = ? AND team_id = ?`), id, teamID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Channel{}, fmt.Errorf("store: channel %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Channel{}, fmt.Errorf("store: channel %d: %w", id, err)
-	}
-	return c, nil
+	return queryOne(ctx, s, fmt.Sprintf("channel %d", id), scanChannel, `SELECT `+channelCols+` FROM channels WHERE id = ? AND team_id = ?`, id, teamID)
 }
 
 // ListChannels returns a team's channels by name (at most 1000).
 func (s *Store) ListChannels(ctx context.Context, teamID int64) ([]Channel, error) {
-	rows, err := s.rdb.QueryContext(ctx, s.rebind(`SELECT `+channelCols+` FROM channels WHERE team_id = ? ORDER BY name, id LIMIT ?`), teamID, listCap)
-	if err != nil {
-		return nil, fmt.Errorf("store: list channels: %w", err)
-	}
-	defer rows.Close()
-	out := []Channel{}
-	for rows.Next() {
-		c, err := scanChannel(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list channels: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list channels: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list channels", scanChannel, `SELECT `+channelCols+` FROM channels WHERE team_id = ? ORDER BY name, id LIMIT ?`, teamID, listCap)
 }
 
 // UpdateChannel replaces the name, type and config of channel c.ID of

@@ -93,42 +93,13 @@ func (s *Store) ListDeliveries(ctx context.Context, f DeliveryFilter) ([]Deliver
 	}
 	// One extra row tells whether there is a next page.
 	q += ` ORDER BY d.id DESC LIMIT ?`
-	args = append(args, limit+1)
-	rows, err := s.rdb.QueryContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list deliveries: %w", err)
-	}
-	defer rows.Close()
-	out := make([]Delivery, 0, min(limit+1, 100))
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("store: list deliveries: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("store: list deliveries: %w", err)
-	}
-	var next int64
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return queryPage(ctx, s, "list deliveries", scanDelivery, func(d Delivery) int64 { return d.ID }, limit, q, args...)
 }
 
 // GetDelivery returns one delivery of a team with its event; ErrNotFound
 // if none.
 func (s *Store) GetDelivery(ctx context.Context, teamID, id int64) (Delivery, error) {
-	d, err := scanDelivery(s.rdb.QueryRowContext(ctx, s.rebind(deliveryFrom+` WHERE d.id = ? AND d.team_id = ?`), id, teamID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Delivery{}, fmt.Errorf("store: delivery %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Delivery{}, fmt.Errorf("store: delivery %d: %w", id, err)
-	}
-	return d, nil
+	return queryOne(ctx, s, fmt.Sprintf("delivery %d", id), scanDelivery, deliveryFrom+` WHERE d.id = ? AND d.team_id = ?`, id, teamID)
 }
 
 // RetryDelivery puts a dead (or skipped) delivery back in the outbox, due

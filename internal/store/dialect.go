@@ -218,3 +218,53 @@ func pageLimit(n int) int {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// queryAll runs a query on the read pool and scans every row; what names
+// the operation in errors.
+func queryAll[T any](ctx context.Context, s *Store, what string, scan func(rowScanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// queryOne reads one row on the read pool; no row is ErrNotFound.
+func queryOne[T any](ctx context.Context, s *Store, what string, scan func(rowScanner) (T, error), q string, args ...any) (T, error) {
+	v, err := scan(s.rdb.QueryRowContext(ctx, s.rebind(q), args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return v, fmt.Errorf("store: %s: %w", what, ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("store: %s: %w", what, err)
+	}
+	return v, nil
+}
+
+// queryPage runs a query ending in "LIMIT ?" with limit+1 appended to
+// args: the extra row says there is a next page, whose cursor is the ID
+// of the last row returned (0 at the end).
+func queryPage[T any](ctx context.Context, s *Store, what string, scan func(rowScanner) (T, error), id func(T) int64, limit int, q string, args ...any) ([]T, int64, error) {
+	out, err := queryAll(ctx, s, what, scan, q, append(args, limit+1)...)
+	if err != nil {
+		return nil, 0, err
+	}
+	var next int64
+	if len(out) > limit {
+		out = out[:limit]
+		next = id(out[limit-1])
+	}
+	return out, next, nil
+}

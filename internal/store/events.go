@@ -95,27 +95,5 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, int64, 
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit+1)
-	rows, err := s.rdb.QueryContext(ctx, s.rebind(q), args...)
-	if err != nil {
-		return nil, 0, fmt.Errorf("store: list events: %w", err)
-	}
-	defer rows.Close()
-	var out []Event
-	for rows.Next() {
-		e, err := scanEvent(rows)
-		if err != nil {
-			return nil, 0, fmt.Errorf("store: list events: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, fmt.Errorf("store: list events: %w", err)
-	}
-	var next int64
-	if len(out) > limit {
-		out = out[:limit]
-		next = out[limit-1].ID
-	}
-	return out, next, nil
+	return queryPage(ctx, s, "list events", scanEvent, func(e Event) int64 { return e.ID }, limit, q, args...)
 }

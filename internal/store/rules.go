@@ -79,35 +79,12 @@ func (s *Store) CreateRule(ctx context.Context, r Rule) (Rule, error) {
 
 // GetRule returns one rule of a team; ErrNotFound if none.
 func (s *Store) GetRule(ctx context.Context, teamID, id int64) (Rule, error) {
-	r, err := scanRule(s.rdb.QueryRowContext(ctx, s.rebind(`SELECT `+ruleCols+` FROM rules WHERE id = ? AND team_id = ?`), id, teamID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Rule{}, fmt.Errorf("store: rule %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return Rule{}, fmt.Errorf("store: rule %d: %w", id, err)
-	}
-	return r, nil
+	return queryOne(ctx, s, fmt.Sprintf("rule %d", id), scanRule, `SELECT `+ruleCols+` FROM rules WHERE id = ? AND team_id = ?`, id, teamID)
 }
 
 // ListRules returns a team's rules by name (at most 1000).
 func (s *Store) ListRules(ctx context.Context, teamID int64) ([]Rule, error) {
-	rows, err := s.rdb.QueryContext(ctx, s.rebind(`SELECT `+ruleCols+` FROM rules WHERE team_id = ? ORDER BY name, id LIMIT ?`), teamID, listCap)
-	if err != nil {
-		return nil, fmt.Errorf("store: list rules: %w", err)
-	}
-	defer rows.Close()
-	out := []Rule{}
-	for rows.Next() {
-		r, err := scanRule(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list rules: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list rules: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list rules", scanRule, `SELECT `+ruleCols+` FROM rules WHERE team_id = ? ORDER BY name, id LIMIT ?`, teamID, listCap)
 }
 
 // UpdateRule replaces rule r.ID of team r.TeamID and returns it;

@@ -49,35 +49,12 @@ func (s *Store) CreateUser(ctx context.Context, u User) (User, error) {
 
 // GetUser returns one user of a team; ErrNotFound if none.
 func (s *Store) GetUser(ctx context.Context, teamID, id int64) (User, error) {
-	u, err := scanUser(s.rdb.QueryRowContext(ctx, s.rebind(`SELECT `+userCols+` FROM users WHERE id = ? AND team_id = ?`), id, teamID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fmt.Errorf("store: user %d: %w", id, ErrNotFound)
-	}
-	if err != nil {
-		return User{}, fmt.Errorf("store: user %d: %w", id, err)
-	}
-	return u, nil
+	return queryOne(ctx, s, fmt.Sprintf("user %d", id), scanUser, `SELECT `+userCols+` FROM users WHERE id = ? AND team_id = ?`, id, teamID)
 }
 
 // ListUsers returns a team's users by address (at most 1000).
 func (s *Store) ListUsers(ctx context.Context, teamID int64) ([]User, error) {
-	rows, err := s.rdb.QueryContext(ctx, s.rebind(`SELECT `+userCols+` FROM users WHERE team_id = ? ORDER BY email, id LIMIT ?`), teamID, listCap)
-	if err != nil {
-		return nil, fmt.Errorf("store: list users: %w", err)
-	}
-	defer rows.Close()
-	out := []User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list users: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s, "list users", scanUser, `SELECT `+userCols+` FROM users WHERE team_id = ? ORDER BY email, id LIMIT ?`, teamID, listCap)
 }
 
 // UpdateUser replaces the address, name and settings of user u.ID of team
