@@ -11,6 +11,7 @@ import (
 	"github.com/certmon/certmon/internal/monitor"
 	"github.com/certmon/certmon/internal/notify"
 	"github.com/certmon/certmon/internal/secret"
+	"github.com/certmon/certmon/internal/server"
 	"github.com/certmon/certmon/internal/store"
 )
 
@@ -26,7 +27,7 @@ type notifier struct {
 
 // newNotifier builds the notifier from the configuration. A bad key, CA
 // file or report setting is a configuration error (exit 2).
-func newNotifier(cfg config.Server, st *store.Store, replica string, log *slog.Logger) (*notifier, error) {
+func newNotifier(cfg config.Server, st *store.Store, replica string, metrics *server.Metrics, log *slog.Logger) (*notifier, error) {
 	n := &notifier{}
 	nc := cfg.Notify
 	// On SQLite one server owns the data directory, so a key can be made
@@ -73,6 +74,7 @@ func newNotifier(cfg config.Server, st *store.Store, replica string, log *slog.L
 		RatePerMinute: nc.RatePerMinute,
 		GroupMax:      nc.GroupMax,
 		BaseURL:       n.opts.BaseURL,
+		Metrics:       metrics,
 	}, st, dests, log)
 
 	if r := nc.Report; r.Schedule != "" {

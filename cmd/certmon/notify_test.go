@@ -196,7 +196,10 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		"CERTMON_NOTIFICATIONS_SMTP_HOST="+smtpHost, "CERTMON_NOTIFICATIONS_SMTP_PORT="+smtpPort,
 		"CERTMON_NOTIFICATIONS_SMTP_TLS=starttls", "CERTMON_NOTIFICATIONS_SMTP_USERNAME=certmon",
 		"CERTMON_NOTIFICATIONS_SMTP_PASSWORD=mail-secret", "CERTMON_NOTIFICATIONS_SMTP_FROM=certmon@example.test",
-		"CERTMON_NOTIFICATIONS_SMTP_CA_FILE="+caFile)
+		"CERTMON_NOTIFICATIONS_SMTP_CA_FILE="+caFile,
+		// The status report every minute, to see it sent through the real
+		// mail server.
+		"CERTMON_NOTIFICATIONS_REPORT_SCHEDULE=* * * * *", "CERTMON_NOTIFICATIONS_REPORT_TO=pki@example.test")
 	c := api{t: t, base: p.base, token: token}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -257,8 +260,16 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		t.Errorf("reminder threshold %v, want the 3-day threshold", data["threshold_days"])
 	}
 
-	certtest.Eventually(t, 30*time.Second, "email to the monitor's recipient", func() bool { return len(box.all()) > 0 })
-	m := box.all()[0]
+	var m receivedMail
+	certtest.Eventually(t, 30*time.Second, "email to the monitor's recipient", func() bool {
+		for _, x := range box.all() {
+			if len(x.to) == 1 && x.to[0] == "ops@example.test" {
+				m = x
+				return true
+			}
+		}
+		return false
+	})
 	if m.from != "certmon@example.test" || len(m.to) != 1 || m.to[0] != "ops@example.test" {
 		t.Errorf("envelope from %s to %v", m.from, m.to)
 	}
@@ -288,6 +299,33 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		c.do("GET", "/api/v1/deliveries?status=sent", nil, &ds)
 		return len(ds.Deliveries) == 2
 	})
+	resp, err := http.Get(p.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `certmon_notifications_total{status="sent"} 2`) {
+		t.Errorf("/metrics does not count the 2 sent deliveries")
+	}
+
+	// The status report arrives at the top of a minute.
+	var report *mail.Message
+	certtest.Eventually(t, 75*time.Second, "the scheduled status report", func() bool {
+		for _, x := range box.all() {
+			if len(x.to) == 1 && x.to[0] == "pki@example.test" {
+				report, err = mail.ReadMessage(strings.NewReader(string(x.data)))
+				return err == nil
+			}
+		}
+		return false
+	})
+	if subj := decodeHeader(report.Header.Get("Subject")); !strings.Contains(subj, "Status report") || !strings.Contains(subj, "1 critical") {
+		t.Errorf("report subject %q", subj)
+	}
+	if html := mimeParts(t, report)["text/html"]; !strings.Contains(html, target) {
+		t.Errorf("report HTML does not list %s", target)
+	}
 }
 
 func decodeHeader(s string) string {

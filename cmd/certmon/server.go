@@ -168,7 +168,7 @@ func runServer(ctx context.Context, cfg config.Server, stdout, stderr io.Writer)
 		Alerts:     alertPolicy(cfg),
 	}
 	sched := monitor.NewScheduler(schedCfg, st, checker, metrics, log)
-	notifier, err := newNotifier(cfg, st, replica, log)
+	notifier, err := newNotifier(cfg, st, replica, metrics, log)
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,8 @@ type WorkerConfig struct {
 	// BaseURL of certmon, for links in messages.
 	BaseURL string
 	Now     func() time.Time
+	// Metrics, when set, counts settled deliveries by outcome.
+	Metrics interface{ Settled(outcome string, n int) }
 }
 
 // Worker delivers the outbox: it claims due deliveries, groups them per
@@ -352,7 +354,22 @@ func (w *Worker) settle(ctx context.Context, ds []store.Delivery, st store.Settl
 	defer cancel()
 	if _, err := w.store.SettleDeliveries(sctx, w.cfg.Owner, ids, st); err != nil {
 		w.log.Error("settle deliveries", "deliveries", len(ids), "status", st.Status, "err", err)
+		return
 	}
+	if w.cfg.Metrics != nil {
+		w.cfg.Metrics.Settled(outcome(st), len(ids))
+	}
+}
+
+// outcome names a settlement for metrics.
+func outcome(st store.Settlement) string {
+	switch {
+	case st.Status == store.DeliveryPending && st.Failed:
+		return "retried"
+	case st.Status == store.DeliveryPending:
+		return "deferred"
+	}
+	return st.Status
 }
 
 // message builds the message of one destination's chunk.

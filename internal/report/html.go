@@ -7,8 +7,7 @@ package report
 import (
 	"bytes"
 	"fmt"
-	"html/template"
-	"log/slog"
+	"html"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,8 +69,8 @@ type row struct {
 	hasDays bool
 }
 
-// Styles, fixed strings, typed so html/template inserts them as they are.
-func (r row) RowBG() string {
+// Styles, fixed strings written into style and bgcolor attributes.
+func (r row) rowBG() string {
 	switch r.tone {
 	case toneCritical:
 		return "#fdecea"
@@ -81,13 +80,13 @@ func (r row) RowBG() string {
 	return "#ffffff"
 }
 
-// Cell is the style every cell of the row starts with: the background is
+// cell is the style every cell of the row starts with: the background is
 // repeated on cells because some Outlook versions drop a row's bgcolor.
-func (r row) Cell() template.CSS {
-	return template.CSS("background-color:" + r.RowBG() + ";font-family:Arial,Helvetica,sans-serif;border-bottom:1px solid #e5e7eb;")
+func (r row) cell() string {
+	return "background-color:" + r.rowBG() + ";font-family:Arial,Helvetica,sans-serif;border-bottom:1px solid #e5e7eb;"
 }
 
-func (r row) Accent() template.CSS {
+func (r row) accent() string {
 	switch r.tone {
 	case toneCritical:
 		return "border-left:4px solid #c62828;"
@@ -97,7 +96,7 @@ func (r row) Accent() template.CSS {
 	return "border-left:4px solid #ffffff;"
 }
 
-func (r row) StatusColor() template.CSS {
+func (r row) statusColor() string {
 	switch {
 	case r.tone == toneCritical:
 		return "color:#b3261e;"
@@ -178,14 +177,7 @@ func StatusReport(monitors []store.MonitorWithState, now time.Time, loc *time.Lo
 		Rows:      rows,
 		BaseURL:   base,
 	}
-	var b bytes.Buffer
-	if err := htmlReport.Execute(&b, data); err != nil {
-		// Only a bug in the template gets here; the text part still
-		// carries the report.
-		slog.Error("status report: render HTML", "err", err)
-		b.Reset()
-	}
-	return subject, b.String(), renderText(data)
+	return subject, renderHTML(data), renderText(data)
 }
 
 // NeedsAttention reports whether the report would highlight any row: a
@@ -421,7 +413,7 @@ func sanList(sans []string) string {
 }
 
 // clean drops control characters so a value cannot break the text
-// layout (the HTML is escaped by the template anyway).
+// layout (the HTML escapes every value anyway).
 func clean(s string) string {
 	return strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -445,23 +437,93 @@ func dash(s string) string {
 	return s
 }
 
+// escapeHTML escapes s for HTML text and quoted attribute values. Beyond
+// html.EscapeString it writes '+' as "&#43;" and NUL as U+FFFD, as
+// html/template did, so the report reads byte for byte as before.
+func escapeHTML(s string) string {
+	return escapeExtra.Replace(html.EscapeString(s))
+}
+
+var escapeExtra = strings.NewReplacer("+", "&#43;", "\x00", "\uFFFD")
+
+// escapeURL is an href value: a URL with a scheme other than http,
+// https or mailto (javascript:, data:, ...) becomes "#ZgotmplZ", bytes
+// that do not belong in a URL are percent-encoded (valid %XX escapes are
+// kept) and the result is HTML-escaped; an http(s) URL is otherwise
+// used as given. This is what html/template did with these links.
+func escapeURL(s string) string {
+	if !safeURL(s) {
+		return "#ZgotmplZ"
+	}
+	return escapeHTML(normalizeURL(s))
+}
+
+// safeURL reports whether s is relative or has an http, https or mailto
+// scheme.
+func safeURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, ":")
+	if !ok || strings.Contains(scheme, "/") {
+		return true
+	}
+	return strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https") || strings.EqualFold(scheme, "mailto")
+}
+
+// normalizeURL percent-encodes every byte of s but RFC 3986's unreserved
+// and reserved characters (except the quote and parentheses) and valid
+// %XX escapes.
+func normalizeURL(s string) string {
+	var b strings.Builder
+	written := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			strings.IndexByte("-._~!#$&*+,/:;=?@[]", c) >= 0:
+			continue
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			continue
+		}
+		if written == 0 {
+			b.Grow(len(s) + 16)
+		}
+		b.WriteString(s[written:i])
+		fmt.Fprintf(&b, "%%%02x", c)
+		written = i + 1
+	}
+	if written == 0 {
+		return s
+	}
+	b.WriteString(s[written:])
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
 // The HTML keeps to what Outlook's Word engine renders: nested tables,
 // bgcolor attributes beside inline styles, fonts set on every cell.
-var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{"dash": dash}).Parse(`<!DOCTYPE html>
+const (
+	htmlHead = `<!DOCTYPE html>
 <html>
 <head>
 <meta http-equiv="Content-Type" content="text/html; charset=utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
+<title>`
+	htmlTitle = `</title>
 </head>
 <body style="margin:0;padding:0;background-color:#f3f4f6;">
 <table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" bgcolor="#f3f4f6" style="background-color:#f3f4f6;">
 <tr><td align="center" style="padding:16px;">
 <table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" bgcolor="#ffffff" style="max-width:1100px;background-color:#ffffff;border:1px solid #d1d5db;">
-<tr><td style="padding:16px 16px 4px 16px;font-family:Arial,Helvetica,sans-serif;font-size:18px;font-weight:bold;color:#111827;">certmon: {{.Title}}</td></tr>
-<tr><td style="padding:0 16px 8px 16px;font-family:Arial,Helvetica,sans-serif;font-size:12px;color:#6b7280;">{{.Generated}}</td></tr>
-<tr><td style="padding:0 16px 4px 16px;font-family:Arial,Helvetica,sans-serif;font-size:14px;font-weight:bold;color:#111827;">{{.Summary}}</td></tr>
-<tr><td style="padding:0 16px 12px 16px;font-family:Arial,Helvetica,sans-serif;font-size:13px;color:#374151;">{{.Attention}}</td></tr>
+<tr><td style="padding:16px 16px 4px 16px;font-family:Arial,Helvetica,sans-serif;font-size:18px;font-weight:bold;color:#111827;">certmon: `
+	htmlGenerated = `</td></tr>
+<tr><td style="padding:0 16px 8px 16px;font-family:Arial,Helvetica,sans-serif;font-size:12px;color:#6b7280;">`
+	htmlSummary = `</td></tr>
+<tr><td style="padding:0 16px 4px 16px;font-family:Arial,Helvetica,sans-serif;font-size:14px;font-weight:bold;color:#111827;">`
+	htmlAttention = `</td></tr>
+<tr><td style="padding:0 16px 12px 16px;font-family:Arial,Helvetica,sans-serif;font-size:13px;color:#374151;">`
+	htmlTableHead = `</td></tr>
 <tr><td style="padding:0 16px 16px 16px;">
 <table width="100%" cellpadding="6" cellspacing="0" border="0" style="border-collapse:collapse;font-family:Arial,Helvetica,sans-serif;font-size:13px;color:#111827;">
 <tr bgcolor="#e5e7eb">
@@ -472,29 +534,95 @@ var htmlReport = template.Must(template.New("report").Funcs(template.FuncMap{"da
 <th align="left" style="font-family:Arial,Helvetica,sans-serif;font-size:12px;border-bottom:1px solid #9ca3af;">Issuer</th>
 <th align="left" style="font-family:Arial,Helvetica,sans-serif;font-size:12px;border-bottom:1px solid #9ca3af;">SANs</th>
 <th align="left" style="font-family:Arial,Helvetica,sans-serif;font-size:12px;border-bottom:1px solid #9ca3af;">Agent</th>
-</tr>
-{{- range .Rows}}
-<tr bgcolor="{{.RowBG}}">
-<td style="{{.Cell}}{{.Accent}}font-size:13px;">{{if .Link}}<a href="{{.Link}}" style="color:#1d4ed8;text-decoration:underline;">{{.Target}}</a>{{else}}{{.Target}}{{end}}</td>
-<td style="{{.Cell}}{{.StatusColor}}font-size:13px;font-weight:bold;">{{.Status}}{{if .Detail}}<br><span style="font-weight:normal;font-size:11px;color:#374151;">{{.Detail}}</span>{{end}}</td>
-<td style="{{.Cell}}font-size:13px;white-space:nowrap;">{{dash .Expires}}</td>
-<td align="right" style="{{.Cell}}font-size:13px;">{{dash .DaysLeft}}</td>
-<td style="{{.Cell}}font-size:13px;">{{dash .Issuer}}</td>
-<td style="{{.Cell}}font-size:12px;">{{dash .SANs}}</td>
-<td style="{{.Cell}}font-size:13px;">{{.Agent}}</td>
-</tr>
-{{- else}}
-<tr><td colspan="7" style="font-family:Arial,Helvetica,sans-serif;font-size:13px;color:#6b7280;">No monitors.</td></tr>
-{{- end}}
+</tr>`
+	htmlNoRows = `
+<tr><td colspan="7" style="font-family:Arial,Helvetica,sans-serif;font-size:13px;color:#6b7280;">No monitors.</td></tr>`
+	htmlLegend = `
 </table>
 </td></tr>
-<tr><td style="padding:0 16px 16px 16px;font-family:Arial,Helvetica,sans-serif;font-size:11px;color:#6b7280;">Red: critical or unknown. Amber: warning, or the certificate expires within the monitor's warning days.{{if .BaseURL}} <a href="{{.BaseURL}}" style="color:#1d4ed8;">Open certmon</a>{{end}}</td></tr>
+<tr><td style="padding:0 16px 16px 16px;font-family:Arial,Helvetica,sans-serif;font-size:11px;color:#6b7280;">Red: critical or unknown. Amber: warning, or the certificate expires within the monitor's warning days.`
+	htmlFoot = `</td></tr>
 </table>
 </td></tr>
 </table>
 </body>
 </html>
-`))
+`
+)
+
+// renderHTML is the HTML part. Every value from the monitors, the clock
+// or the configuration goes through escapeHTML or, in an href, escapeURL.
+func renderHTML(p page) string {
+	var b strings.Builder
+	b.Grow(4096 + 2048*len(p.Rows))
+	b.WriteString(htmlHead)
+	b.WriteString(escapeHTML(p.Title))
+	b.WriteString(htmlTitle)
+	b.WriteString(escapeHTML(p.Title))
+	b.WriteString(htmlGenerated)
+	b.WriteString(escapeHTML(p.Generated))
+	b.WriteString(htmlSummary)
+	b.WriteString(escapeHTML(p.Summary))
+	b.WriteString(htmlAttention)
+	b.WriteString(escapeHTML(p.Attention))
+	b.WriteString(htmlTableHead)
+	for _, r := range p.Rows {
+		writeRow(&b, r)
+	}
+	if len(p.Rows) == 0 {
+		b.WriteString(htmlNoRows)
+	}
+	b.WriteString(htmlLegend)
+	if p.BaseURL != "" {
+		b.WriteString(` <a href="`)
+		b.WriteString(escapeURL(p.BaseURL))
+		b.WriteString(`" style="color:#1d4ed8;">Open certmon</a>`)
+	}
+	b.WriteString(htmlFoot)
+	return b.String()
+}
+
+// writeRow writes one monitor's table row.
+func writeRow(b *strings.Builder, r row) {
+	// The styles are fixed strings; escaping them changes nothing but
+	// keeps every attribute value on the same path.
+	cell := escapeHTML(r.cell())
+	td := func(align, style, content string) {
+		b.WriteString("\n<td ")
+		if align != "" {
+			b.WriteString(`align="` + align + `" `)
+		}
+		b.WriteString(`style="`)
+		b.WriteString(cell)
+		b.WriteString(style)
+		b.WriteString(`">`)
+		b.WriteString(content)
+		b.WriteString("</td>")
+	}
+
+	b.WriteString("\n<tr bgcolor=\"")
+	b.WriteString(escapeHTML(r.rowBG()))
+	b.WriteString(`">`)
+
+	target := escapeHTML(r.Target)
+	if r.Link != "" {
+		target = `<a href="` + escapeURL(r.Link) + `" style="color:#1d4ed8;text-decoration:underline;">` + target + "</a>"
+	}
+	td("", escapeHTML(r.accent())+"font-size:13px;", target)
+
+	status := escapeHTML(r.Status)
+	if r.Detail != "" {
+		status += `<br><span style="font-weight:normal;font-size:11px;color:#374151;">` + escapeHTML(r.Detail) + "</span>"
+	}
+	td("", escapeHTML(r.statusColor())+"font-size:13px;font-weight:bold;", status)
+
+	td("", "font-size:13px;white-space:nowrap;", escapeHTML(dash(r.Expires)))
+	td("right", "font-size:13px;", escapeHTML(dash(r.DaysLeft)))
+	td("", "font-size:13px;", escapeHTML(dash(r.Issuer)))
+	td("", "font-size:12px;", escapeHTML(dash(r.SANs)))
+	td("", "font-size:13px;", escapeHTML(r.Agent))
+	b.WriteString("\n</tr>")
+}
 
 // renderText is the plain-text part: the same rows in aligned columns.
 func renderText(p page) string {

@@ -19,6 +19,7 @@ type Metrics struct {
 	claimed     prometheus.Counter
 	lag         prometheus.Gauge
 	storeErrors prometheus.Counter
+	notified    *prometheus.CounterVec
 }
 
 var _ monitor.Metrics = (*Metrics)(nil)
@@ -51,8 +52,12 @@ func NewMetrics(reg *prometheus.Registry, counter func(ctx context.Context) (map
 			Name: "certmon_store_errors_total",
 			Help: "Store operations of the scheduler and metrics that failed.",
 		}),
+		notified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "certmon_notifications_total",
+			Help: "Deliveries settled by this replica: sent, retried, dead, skipped or deferred.",
+		}, []string{"status"}),
 	}
-	reg.MustRegister(m.checks, m.duration, m.claimed, m.lag, m.storeErrors,
+	reg.MustRegister(m.checks, m.duration, m.claimed, m.lag, m.storeErrors, m.notified,
 		&monitorsCollector{
 			desc: prometheus.NewDesc("certmon_monitors",
 				"Monitors by latest status (PENDING: not checked yet).", []string{"status"}, nil),
@@ -74,6 +79,9 @@ func (m *Metrics) Claimed(n int, lag time.Duration) {
 	m.claimed.Add(float64(n))
 	m.lag.Set(lag.Seconds())
 }
+
+// Settled records n deliveries settled with outcome (notify.Worker).
+func (m *Metrics) Settled(outcome string, n int) { m.notified.WithLabelValues(outcome).Add(float64(n)) }
 
 // StoreError records a failed store operation.
 func (m *Metrics) StoreError() { m.storeErrors.Inc() }
