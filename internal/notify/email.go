@@ -50,7 +50,7 @@ func (s *emailSender) Send(ctx context.Context, m Message) (Answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opt.Timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
-	d := &smtpDialer{cfg: s.cfg, opt: s.opt, deadline: deadline}
+	d := &smtpDialer{cfg: s.cfg, opt: s.opt, send: ctx, deadline: deadline}
 	defer d.stop()
 
 	opts := []mail.Option{
@@ -213,6 +213,7 @@ func (a *plainOrLogin) Next(fromServer []byte, more bool) ([]byte, error) {
 type smtpDialer struct {
 	cfg      ChannelConfig
 	opt      SenderOptions
+	send     context.Context // the whole send; dial's ctx ends with the dial
 	deadline time.Time
 
 	mu    sync.Mutex
@@ -229,7 +230,7 @@ func (d *smtpDialer) dial(ctx context.Context, network, addr string) (net.Conn, 
 		return nil, err
 	}
 	d.mu.Lock()
-	d.stops = append(d.stops, context.AfterFunc(ctx, func() { raw.Close() }))
+	d.stops = append(d.stops, context.AfterFunc(d.send, func() { raw.Close() }))
 	d.mu.Unlock()
 	conn := &deadlineConn{Conn: raw, limit: d.deadline}
 	if err := conn.SetDeadline(d.deadline); err != nil {

@@ -103,10 +103,18 @@ func TestHTTPStatusClassification(t *testing.T) {
 }
 
 func TestHTTPNoAnswerTimesOut(t *testing.T) {
+	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done() // never answers; freed when the client gives up
+		// Never answers. Reading the body lets the server notice the
+		// client hanging up; release frees it in any case.
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
 	}))
 	defer srv.Close()
+	defer close(release)
 	opt := testSenderOptions()
 	opt.Timeout = 300 * time.Millisecond
 	ans, err, took := sendTo(t, TypeWebhook, srv.URL+secretPath, opt)
