@@ -84,7 +84,7 @@ func (s *emailSender) Send(ctx context.Context, m Message) (Answer, error) {
 			// The server took the message; only closing failed.
 			return Answer{Code: 250, Body: answerBody([]byte(msg.ServerResponse()))}, nil
 		}
-		return smtpFailure(err, ctx)
+		return smtpFailure(ctx, err)
 	}
 	return Answer{Code: 250, Body: answerBody([]byte(msg.ServerResponse()))}, nil
 }
@@ -131,7 +131,7 @@ func (s *emailSender) message(m Message) (*mail.Msg, error) {
 
 // smtpFailure classifies a failed send: an SMTP 5xx is permanent; a 4xx,
 // no answer, a timeout or a TLS failure may pass and is retried.
-func smtpFailure(err error, ctx context.Context) (Answer, error) {
+func smtpFailure(ctx context.Context, err error) (Answer, error) {
 	code, text := smtpReply(err)
 	ans := Answer{Code: code, Body: answerBody([]byte(text))}
 	e := err
@@ -155,9 +155,17 @@ func smtpReply(err error) (int, string) {
 	var se *mail.SendError
 	if errors.As(err, &se) {
 		if code := se.ErrorCode(); code != 0 {
-			s := se.Error()
-			if i := strings.Index(s, strconv.Itoa(code)); i >= 0 {
+			// The text repeats the reply per recipient and names the
+			// recipients; keep the first reply only.
+			s, c := se.Error(), strconv.Itoa(code)
+			if i := strings.Index(s, c); i >= 0 {
 				s = s[i:]
+			}
+			if j := strings.Index(s, ", affected "); j >= 0 {
+				s = s[:j]
+			}
+			if j := strings.Index(s[len(c):], ", "+c+" "); j >= 0 {
+				s = s[:len(c)+j]
 			}
 			return code, s
 		}

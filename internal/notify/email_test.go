@@ -21,6 +21,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	gmsmtp "github.com/wneessen/go-mail/smtp"
 
 	"github.com/certmon/certmon/internal/certtest"
 )
@@ -373,9 +374,35 @@ func TestEmailRecipientRejected(t *testing.T) {
 		if err == nil || Permanent(err) != tt.permanent || ans.Code != tt.code {
 			t.Errorf("%d: Send = %+v, %v (permanent %v)", tt.code, ans, err, Permanent(err))
 		}
-		if !strings.Contains(ans.Body, "not now") {
+		if !strings.Contains(ans.Body, "not now") || strings.Contains(ans.Body, "affected") || strings.Count(ans.Body, "not now") != 1 {
 			t.Errorf("%d: answer body %q lacks the server's text", tt.code, ans.Body)
 		}
+	}
+}
+
+func TestEmailAuthConfigErrors(t *testing.T) {
+	// A server that offers no AUTH at all: retrying cannot help.
+	st := &smtpTest{user: "certmon", pass: "s3cret", mechs: []string{}}
+	st.start(t, "starttls")
+	_, err := emailSend(t, st.config("starttls"), st.options(), Message{Key: "k", Items: []Item{reminderItem(0)}})
+	if !Permanent(err) || !strings.Contains(err.Error(), "offers no authentication") {
+		t.Fatalf("Send = %v; want a permanent configuration error", err)
+	}
+
+	// The password never goes to a remote server without TLS.
+	a := &plainOrLogin{user: "u", pass: "p", host: "mail.example.com"}
+	for _, mechs := range [][]string{{"PLAIN"}, {"LOGIN"}} {
+		_, _, err := a.Start(&gmsmtp.ServerInfo{Name: "mail.example.com", TLS: false, Auth: mechs})
+		var ce *authConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("%v without TLS: %v", mechs, err)
+		}
+	}
+	if proto, _, err := a.Start(&gmsmtp.ServerInfo{Name: "mail.example.com", TLS: true, Auth: []string{"CRAM-MD5", "LOGIN", "PLAIN"}}); err != nil || proto != "PLAIN" {
+		t.Errorf("with TLS: %q, %v; want PLAIN", proto, err)
+	}
+	if _, _, err := a.Start(&gmsmtp.ServerInfo{Name: "mail.example.com", TLS: true, Auth: []string{"CRAM-MD5"}}); err == nil {
+		t.Error("accepted a server without PLAIN or LOGIN")
 	}
 }
 

@@ -89,7 +89,8 @@ func (p *poster) post(ctx context.Context, body []byte, header http.Header) (Ans
 	}
 	defer resp.Body.Close()
 	raw, rerr := io.ReadAll(io.LimitReader(resp.Body, maxAnswerRead))
-	ans := Answer{Code: resp.StatusCode, Body: answerBody(raw)}
+	// A receiver echoing the request line must not leak the URL either.
+	ans := Answer{Code: resp.StatusCode, Body: scrub(answerBody(raw), p.url)}
 
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,7 +19,7 @@ import (
 // secretPath is the credential part of a webhook URL: no error may show it.
 const secretPath = "/services/T000/B000/SECRETSECRETSECRET"
 
-func sendTo(t *testing.T, typ, rawURL string, opt SenderOptions) (Answer, error, time.Duration) {
+func sendTo(t *testing.T, typ, rawURL string, opt SenderOptions) (Answer, time.Duration, error) {
 	t.Helper()
 	s, err := NewSender(typ, ChannelConfig{URL: rawURL}, opt)
 	if err != nil {
@@ -26,7 +27,7 @@ func sendTo(t *testing.T, typ, rawURL string, opt SenderOptions) (Answer, error,
 	}
 	start := time.Now()
 	ans, err := s.Send(context.Background(), Message{Key: "k", Items: []Item{reminderItem(0)}})
-	return ans, err, time.Since(start)
+	return ans, time.Since(start), err
 }
 
 func assertNoSecret(t *testing.T, err error) {
@@ -83,7 +84,7 @@ func TestHTTPStatusClassification(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			ans, err, _ := sendTo(t, TypeSlack, srv.URL+tt.path+secretPath, testSenderOptions())
+			ans, _, err := sendTo(t, TypeSlack, srv.URL+tt.path+secretPath, testSenderOptions())
 			if (err != nil) != tt.wantErr || Permanent(err) != tt.permanent {
 				t.Fatalf("err = %v (permanent %v), want error %v permanent %v", err, Permanent(err), tt.wantErr, tt.permanent)
 			}
@@ -117,7 +118,7 @@ func TestHTTPNoAnswerTimesOut(t *testing.T) {
 	defer close(release)
 	opt := testSenderOptions()
 	opt.Timeout = 300 * time.Millisecond
-	ans, err, took := sendTo(t, TypeWebhook, srv.URL+secretPath, opt)
+	ans, took, err := sendTo(t, TypeWebhook, srv.URL+secretPath, opt)
 	if err == nil || Permanent(err) || ans.Code != 0 {
 		t.Fatalf("Send = %+v, %v; want a retryable error without answer", ans, err)
 	}
@@ -150,7 +151,7 @@ func TestHTTPHugeAnswerIsBounded(t *testing.T) {
 	defer srv.Close()
 	opt := testSenderOptions()
 	opt.Timeout = 10 * time.Second
-	ans, err, took := sendTo(t, TypeSlack, srv.URL+secretPath, opt)
+	ans, took, err := sendTo(t, TypeSlack, srv.URL+secretPath, opt)
 	if err == nil || Permanent(err) || ans.Code != 500 {
 		t.Fatalf("Send = %+v, %v", ans, err)
 	}
@@ -174,7 +175,7 @@ func TestHTTPHugeAnswerIsBounded(t *testing.T) {
 	}))
 	defer slow.Close()
 	opt.Timeout = 300 * time.Millisecond
-	_, err, took = sendTo(t, TypeSlack, slow.URL+secretPath, opt)
+	_, took, err = sendTo(t, TypeSlack, slow.URL+secretPath, opt)
 	if err == nil || took > 2*time.Second {
 		t.Errorf("slow answer: err %v after %v", err, took)
 	}
@@ -190,7 +191,7 @@ func TestHTTPRedirectNotFollowed(t *testing.T) {
 		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
 	}))
 	defer srv.Close()
-	ans, err, _ := sendTo(t, TypeWebhook, srv.URL+secretPath, testSenderOptions())
+	ans, _, err := sendTo(t, TypeWebhook, srv.URL+secretPath, testSenderOptions())
 	if !Permanent(err) || ans.Code != http.StatusTemporaryRedirect {
 		t.Fatalf("Send = %+v, %v; want a permanent failure with the 307", ans, err)
 	}
@@ -207,7 +208,7 @@ func TestHTTPConnectionRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	ans, err, _ := sendTo(t, TypeTeams, "http://"+addr+secretPath, testSenderOptions())
+	ans, _, err := sendTo(t, TypeTeams, "http://"+addr+secretPath, testSenderOptions())
 	if err == nil || Permanent(err) || ans.Code != 0 {
 		t.Fatalf("Send = %+v, %v; want retryable", ans, err)
 	}
@@ -218,11 +219,13 @@ func TestHTTPConnectionRefused(t *testing.T) {
 }
 
 func TestHTTPTLSAndDialer(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake is expected
+	srv.StartTLS()
 	defer srv.Close()
 
 	// Not trusted without the test CA.
-	_, err, _ := sendTo(t, TypeSlack, srv.URL+secretPath, testSenderOptions())
+	_, _, err := sendTo(t, TypeSlack, srv.URL+secretPath, testSenderOptions())
 	if err == nil || Permanent(err) {
 		t.Fatalf("untrusted receiver: %v", err)
 	}
@@ -233,7 +236,7 @@ func TestHTTPTLSAndDialer(t *testing.T) {
 	opt := testSenderOptions()
 	opt.RootCAs = x509Pool(srv)
 	opt.Dialer = &net.Dialer{Control: func(string, string, syscall.RawConn) error { dials.Add(1); return nil }}
-	ans, err, _ := sendTo(t, TypeSlack, srv.URL+secretPath, opt)
+	ans, _, err := sendTo(t, TypeSlack, srv.URL+secretPath, opt)
 	if err != nil || ans.Body != "ok" {
 		t.Fatalf("Send = %+v, %v", ans, err)
 	}

@@ -1,11 +1,9 @@
 package notify
 
 import (
-	"bytes"
 	"fmt"
-	"html/template"
+	"html"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -481,72 +479,70 @@ func emailViews(items []Item) ([]itemView, int) {
 // style sheets).
 var severityColour = map[string]string{"critical": "#b00020", "warning": "#9a5b00", "info": "#2e7d32"}
 
-var htmlTemplate = template.Must(template.New("email").Funcs(template.FuncMap{
-	"colour": func(sev string) string {
-		if c, ok := severityColour[sev]; ok {
-			return c
-		}
-		return "#333333"
-	},
-}).Parse(`<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{{.Heading}}</title></head>
-<body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222;margin:0;padding:16px;">
-{{- if .Test}}
-<p style="background:#e8f0fe;padding:8px;border-radius:4px;">This is a test message from certmon: the channel works.</p>
-{{- end}}
-{{- if .Group}}
-<h2 style="margin:0 0 12px 0;font-size:18px;">{{.Heading}}</h2>
-{{- end}}
-{{- range .Items}}
-<div style="border-left:4px solid {{colour .Severity}};padding:4px 12px;margin:0 0 16px 0;">
-<h3 style="margin:0 0 6px 0;font-size:16px;color:{{colour .Severity}};">{{.Title}}</h3>
-{{- if .Text}}
-<p style="margin:0 0 6px 0;">{{.Text}}</p>
-{{- end}}
-<table cellpadding="2" cellspacing="0" style="border-collapse:collapse;font-size:13px;">
-{{- range .Facts}}
-<tr><td style="color:#666;padding-right:12px;vertical-align:top;">{{.Title}}</td><td>{{.Value}}</td></tr>
-{{- end}}
-</table>
-{{- if .Problems}}
-<ul style="margin:6px 0;padding-left:20px;font-size:13px;">
-{{- range .Problems}}
-<li>{{if .Severity}}<b>{{.Severity}}</b> {{end}}{{if .Code}}<code>{{.Code}}</code> {{end}}{{.Message}}</li>
-{{- end}}
-{{- if .More}}
-<li>and {{.More}} more</li>
-{{- end}}
-</ul>
-{{- end}}
-{{- if .Link}}
-<p style="margin:6px 0 0 0;"><a href="{{.Link}}">Open in certmon</a></p>
-{{- end}}
-</div>
-{{- end}}
-{{- if .More}}
-<p>… and {{.More}} more.</p>
-{{- end}}
-<p style="color:#888;font-size:12px;">certmon</p>
-</body></html>
-`))
+func colour(sev string) string {
+	if c, ok := severityColour[sev]; ok {
+		return c
+	}
+	return "#333333"
+}
 
-// renderHTML is the HTML body of an email; html/template escapes every
-// value, so a target or problem message cannot inject markup.
+// renderHTML is the HTML body of an email. Every value goes through
+// html.EscapeString, so a target or problem message cannot inject markup.
+// It is written out by hand rather than with html/template: executing a
+// template anywhere in the binary keeps every exported method alive in
+// the linker (reflection by name) and costs certmon megabytes.
 func renderHTML(m Message) string {
 	views, more := emailViews(m.Items)
-	var b bytes.Buffer
-	err := htmlTemplate.Execute(&b, struct {
-		Heading string
-		Test    bool
-		Group   bool
-		Items   []itemView
-		More    int
-	}{heading(m), m.Test, len(m.Items) > 1, views, more})
-	if err != nil {
-		// Cannot happen with this template and these types; a plain
-		// escaped fallback keeps the message sendable anyway.
-		return "<pre>" + template.HTMLEscapeString(renderText(m)) + "</pre>"
+	esc := html.EscapeString
+	var b strings.Builder
+	heading := esc(heading(m))
+	b.WriteString(`<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>` + heading + `</title></head>
+<body style="font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222;margin:0;padding:16px;">`)
+	if m.Test {
+		b.WriteString("\n" + `<p style="background:#e8f0fe;padding:8px;border-radius:4px;">This is a test message from certmon: the channel works.</p>`)
 	}
+	if len(m.Items) > 1 {
+		b.WriteString("\n" + `<h2 style="margin:0 0 12px 0;font-size:18px;">` + heading + `</h2>`)
+	}
+	for _, v := range views {
+		c := colour(v.Severity)
+		b.WriteString("\n" + `<div style="border-left:4px solid ` + c + `;padding:4px 12px;margin:0 0 16px 0;">`)
+		b.WriteString("\n" + `<h3 style="margin:0 0 6px 0;font-size:16px;color:` + c + `;">` + esc(v.Title) + `</h3>`)
+		if v.Text != "" {
+			b.WriteString("\n" + `<p style="margin:0 0 6px 0;">` + esc(v.Text) + `</p>`)
+		}
+		b.WriteString("\n" + `<table cellpadding="2" cellspacing="0" style="border-collapse:collapse;font-size:13px;">`)
+		for _, f := range v.Facts {
+			b.WriteString("\n" + `<tr><td style="color:#666;padding-right:12px;vertical-align:top;">` + esc(f.Title) + `</td><td>` + esc(f.Value) + `</td></tr>`)
+		}
+		b.WriteString("\n</table>")
+		if len(v.Problems) > 0 {
+			b.WriteString("\n" + `<ul style="margin:6px 0;padding-left:20px;font-size:13px;">`)
+			for _, p := range v.Problems {
+				b.WriteString("\n<li>")
+				if p.Severity != "" {
+					b.WriteString("<b>" + esc(p.Severity) + "</b> ")
+				}
+				if p.Code != "" {
+					b.WriteString("<code>" + esc(p.Code) + "</code> ")
+				}
+				b.WriteString(esc(p.Message) + "</li>")
+			}
+			if v.More > 0 {
+				fmt.Fprintf(&b, "\n<li>and %d more</li>", v.More)
+			}
+			b.WriteString("\n</ul>")
+		}
+		if v.Link != "" {
+			b.WriteString("\n" + `<p style="margin:6px 0 0 0;"><a href="` + esc(v.Link) + `">Open in certmon</a></p>`)
+		}
+		b.WriteString("\n</div>")
+	}
+	if more > 0 {
+		fmt.Fprintf(&b, "\n<p>… and %d more.</p>", more)
+	}
+	b.WriteString("\n" + `<p style="color:#888;font-size:12px;">certmon</p>` + "\n</body></html>\n")
 	return b.String()
 }
 
@@ -596,14 +592,4 @@ func clipBytes(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-// sortedKeys is the map's keys in order, for stable output.
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -182,6 +182,9 @@ func TestRenderHostileInput(t *testing.T) {
 		Link:     "https://" + strings.Repeat("x", 5000),
 		DaysLeft: math.MinInt, NotAfter: time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC),
 	}
+	self := map[string]any{}
+	self["self"] = self // json refuses it; printing it must not recurse
+	weird.Data["cycle"] = self
 	var items []Item
 	for range 300 {
 		items = append(items, weird)

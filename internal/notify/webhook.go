@@ -8,8 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -158,8 +158,18 @@ func safePrint(v any) (s string) {
 			s = "(unprintable)"
 		}
 	}()
-	if f, ok := v.(float64); ok && (math.IsNaN(f) || math.IsInf(f, 0)) {
-		return strconv.FormatFloat(f, 'g', -1, 64)
+	switch x := v.(type) {
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64) // NaN, ±Inf
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32)
+	}
+	// Printing a composite could recurse forever (a map holding itself
+	// is exactly what json refuses); its type is enough to debug with.
+	switch reflect.ValueOf(v).Kind() {
+	case reflect.Map, reflect.Slice, reflect.Array, reflect.Struct, reflect.Pointer, reflect.Interface,
+		reflect.Func, reflect.Chan, reflect.UnsafePointer:
+		return fmt.Sprintf("(%T, not encodable)", v)
 	}
 	return clip(fmt.Sprint(v), maxValue)
 }

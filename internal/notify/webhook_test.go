@@ -95,7 +95,7 @@ func TestWebhookSend(t *testing.T) {
 		}
 	}
 	data := second["data"].(map[string]any)
-	if data["agent_id"] != "agt_1" || !strings.HasPrefix(data["bad"].(string), "0x") {
+	if data["agent_id"] != "agt_1" || data["bad"] != "(func(), not encodable)" {
 		t.Errorf("data %v", data)
 	}
 	if probs, ok := second["problems"].([]any); !ok || len(probs) != 0 {

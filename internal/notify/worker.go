@@ -198,8 +198,9 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 			defer func() { <-sem; wg.Done() }()
 			// Full messages in a row while the rate allows: a backlog
 			// drains without a round trip through DueDestinations each.
+			at := now
 			for range messagesPerRound {
-				ds, err := w.store.ClaimDeliveries(ctx, w.cfg.Owner, d, now, w.cfg.Lease, w.cfg.GroupMax)
+				ds, err := w.store.ClaimDeliveries(ctx, w.cfg.Owner, d, at, w.cfg.Lease, w.cfg.GroupMax)
 				if err == nil && len(ds) > 0 {
 					w.deliver(ctx, key, ds)
 				}
@@ -212,8 +213,8 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 				if err != nil || len(ds) < w.cfg.GroupMax || ctx.Err() != nil {
 					break
 				}
-				now = w.cfg.Now()
-				if !w.available(key, now) {
+				at = w.cfg.Now()
+				if !w.available(key, at) {
 					break
 				}
 			}
