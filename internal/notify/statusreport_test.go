@@ -184,7 +184,7 @@ func TestStatusReportRunOnce(t *testing.T) {
 		}
 		last = i
 	}
-	for _, want := range []string{"Test CA", "https://certmon.example/monitors/", "not checked yet", ">paused<"} {
+	for _, want := range []string{"Test CA", "https://certmon.example/api/v1/monitors/", "not checked yet", ">paused<"} {
 		if !strings.Contains(m.Prepared.HTML, want) {
 			t.Errorf("HTML lacks %q", want)
 		}

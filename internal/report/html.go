@@ -131,7 +131,7 @@ func (c counts) String() string {
 }
 
 // StatusReport renders the report of monitors at now, dates in loc (UTC
-// when nil). Each target links to baseURL/monitors/{id} when baseURL is
+// when nil). Each target links to baseURL/api/v1/monitors/{id} when baseURL is
 // set.
 func StatusReport(monitors []store.MonitorWithState, now time.Time, loc *time.Location, baseURL string) (subject, html, text string) {
 	if loc == nil {
@@ -244,7 +244,7 @@ func expiry(m store.MonitorWithState) (time.Time, bool) {
 func newRow(m store.MonitorWithState, now time.Time, loc *time.Location, base string) row {
 	r := row{ID: m.ID, Target: clean(m.Target), Agent: clean(m.AgentPool)}
 	if base != "" {
-		r.Link = base + "/monitors/" + strconv.FormatInt(m.ID, 10)
+		r.Link = base + "/api/v1/monitors/" + strconv.FormatInt(m.ID, 10)
 	}
 	if exp, ok := expiry(m); ok {
 		r.days, r.hasDays = daysLeft(exp, now), true

@@ -130,7 +130,7 @@ func TestStatusReportOrderAndHighlight(t *testing.T) {
 	if !strings.HasPrefix(textRows[0], "!!") || !strings.HasPrefix(textRows[3], "! ") || !strings.HasPrefix(textRows[7], "  ") {
 		t.Errorf("text marks:\n%s", text)
 	}
-	if !strings.Contains(text, "https://certmon.example/monitors/8") || !strings.Contains(text, "2 critical, 1 unknown") {
+	if !strings.Contains(text, "https://certmon.example/api/v1/monitors/8") || !strings.Contains(text, "2 critical, 1 unknown") {
 		t.Errorf("text lacks links or summary:\n%s", text)
 	}
 }
@@ -153,7 +153,7 @@ func TestStatusReportColumns(t *testing.T) {
 		t.Fatalf("rows: %d", len(rows))
 	}
 	for _, want := range []string{
-		`<a href="https://certmon.example/monitors/42"`,
+		`<a href="https://certmon.example/api/v1/monitors/42"`,
 		">shop.example</a>",
 		">OK<",
 		">2026-05-30<",

@@ -41,7 +41,7 @@ func TestStatusReportRowMarkup(t *testing.T) {
 	}
 	const cell = `background-color:#fdecea;font-family:Arial,Helvetica,sans-serif;border-bottom:1px solid #e5e7eb;`
 	want := `<tr bgcolor="#fdecea">
-<td style="` + cell + `border-left:4px solid #c62828;font-size:13px;"><a href="https://certmon.example/monitors/3" style="color:#1d4ed8;text-decoration:underline;">crit.example</a></td>
+<td style="` + cell + `border-left:4px solid #c62828;font-size:13px;"><a href="https://certmon.example/api/v1/monitors/3" style="color:#1d4ed8;text-decoration:underline;">crit.example</a></td>
 <td style="` + cell + `color:#b3261e;font-size:13px;font-weight:bold;">CRITICAL<br><span style="font-weight:normal;font-size:11px;color:#374151;">expires in 3 days &amp; &#34;soon&#34;</span></td>
 <td style="` + cell + `font-size:13px;white-space:nowrap;">2026-03-04</td>
 <td align="right" style="` + cell + `font-size:13px;">3</td>
@@ -92,7 +92,7 @@ func TestStatusReportLinkEscaping(t *testing.T) {
 		row := rowsOf(t, html)[0]
 		link := c.href
 		if link != "#ZgotmplZ" {
-			link += "/monitors/7"
+			link += "/api/v1/monitors/7"
 		}
 		if !strings.Contains(row, `<a href="`+link+`" style=`) {
 			t.Errorf("%q: row link is not %q:\n%s", c.base, link, row)
@@ -104,7 +104,7 @@ func TestStatusReportLinkEscaping(t *testing.T) {
 			t.Errorf("%q: unsafe URL in HTML:\n%s", c.base, html)
 		}
 		// The text part shows the link as it is.
-		if !strings.Contains(text, strings.TrimRight(c.base, "/")+"/monitors/7") {
+		if !strings.Contains(text, strings.TrimRight(c.base, "/")+"/api/v1/monitors/7") {
 			t.Errorf("%q: text link:\n%s", c.base, text)
 		}
 	}
