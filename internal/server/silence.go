@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/certmon/certmon/internal/monitor"
 	"github.com/certmon/certmon/internal/store"
 )
 
@@ -21,10 +22,6 @@ type snoozeInput struct {
 	ID   int64 `path:"id" minimum:"1"`
 	Body SnoozeFields
 }
-
-// noLeaf is what an acknowledgement records for a monitor that serves no
-// certificate (unreachable): it lasts until one is served.
-const noLeaf = "-"
 
 // snoozeMonitor silences alerts until a time; an acknowledgement stays.
 func (s *Server) snoozeMonitor(ctx context.Context, in *snoozeInput) (*monitorBody, error) {
@@ -56,11 +53,9 @@ func (s *Server) acknowledgeMonitor(ctx context.Context, in *monitorID) (*monito
 	if err != nil {
 		return nil, err
 	}
-	ack := m.State.LeafSHA256
-	if ack == "" {
-		ack = noLeaf
-	}
-	return s.silence(ctx, m, s.activeSnooze(m.Monitor), ack)
+	// A monitor serving no certificate (unreachable) is acknowledged
+	// until one is served.
+	return s.silence(ctx, m, s.activeSnooze(m.Monitor), monitor.AckKey(m.State.LeafSHA256))
 }
 
 // unsilenceMonitor clears both the snooze and the acknowledgement.
@@ -89,14 +84,8 @@ func (s *Server) activeSnooze(m store.Monitor) time.Time {
 }
 
 // acknowledged tells whether alerts are silenced until the certificate
-// changes: the acknowledgement is for the leaf served now.
+// changes: the acknowledgement is for the leaf served now (the state
+// machine's own test, monitor.AckKey).
 func acknowledged(mw store.MonitorWithState) bool {
-	ack := mw.AckedSHA256
-	switch {
-	case ack == "":
-		return false
-	case ack == noLeaf:
-		return mw.State.LeafSHA256 == ""
-	}
-	return ack == mw.State.LeafSHA256
+	return mw.AckedSHA256 != "" && mw.AckedSHA256 == monitor.AckKey(mw.State.LeafSHA256)
 }
