@@ -94,7 +94,13 @@ func alerts(c store.Claim, prev store.State, st *store.State, o Outcome, p Alert
 				cur = append(cur, code)
 			}
 		}
-		if st.Failures >= p.unreachableAfter() {
+		// Only a probe that failed to reach the server says it is
+		// unreachable; a check that could not run (its agent offline,
+		// a job refused) says nothing about the server either way.
+		probed := slices.ContainsFunc(o.Result.Problems, func(pr assess.Problem) bool {
+			return pr.Code == assess.CodeUnreachable || pr.Code == assess.CodeHandshakeFailed
+		})
+		if probed && st.Failures >= p.unreachableAfter() || !probed && slices.Contains(prev.Alerted, unreachableCode) {
 			cur = append(cur, unreachableCode)
 		}
 	} else {

@@ -255,3 +255,33 @@ func TestThresholdsByMonitorTagAndDefault(t *testing.T) {
 		t.Errorf("default %v", got)
 	}
 }
+
+func TestCheckThatCouldNotRunDoesNotAlert(t *testing.T) {
+	nb, na := t0.Add(-10*24*time.Hour), t0.Add(200*24*time.Hour)
+	a := &alertRun{t: t, m: store.Monitor{ID: 1, TeamID: 1, Target: "example.com", AgentPool: "dc1"}}
+	a.check(leafResult("aa", nb, na, t0), t0)
+	// The pool's agent is offline: its agent_offline alert says so; the
+	// monitors themselves stay quiet, however long it lasts.
+	for i := 1; i <= 5; i++ {
+		o := Unknown(a.m, "agent offline", t0.Add(time.Duration(i)*time.Minute))
+		if got := kindsOf(a.check(o.Result, o.At)); len(got) != 0 {
+			t.Errorf("check %d without an agent notified %v", i, got)
+		}
+	}
+	if back := kindsOf(a.check(leafResult("aa", nb, na, t0.Add(time.Hour)), t0.Add(time.Hour))); len(back) != 0 {
+		t.Errorf("agent back, nothing had been alerted, yet %v", back)
+	}
+	// Already unreachable when the agent went away: still unreachable, no
+	// recovery claimed until a check reaches the server.
+	down := result(assess.Critical, "", "", assess.CodeUnreachable)
+	for i := 1; i <= 2; i++ {
+		a.check(down, t0.Add(2*time.Hour+time.Duration(i)*time.Minute))
+	}
+	if !slices.Contains(a.state.Alerted, assess.CodeUnreachable) {
+		t.Fatalf("not alerted unreachable: %v", a.state.Alerted)
+	}
+	o := Unknown(a.m, "agent offline", t0.Add(3*time.Hour))
+	if got := kindsOf(a.check(o.Result, o.At)); len(got) != 0 || !slices.Contains(a.state.Alerted, assess.CodeUnreachable) {
+		t.Errorf("check without an agent: events %v, alerted %v", got, a.state.Alerted)
+	}
+}
