@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,8 @@ import (
 
 	"github.com/certmon/certmon/internal/certtest"
 	"github.com/certmon/certmon/internal/notify"
+	"github.com/certmon/certmon/internal/secret"
+	"github.com/certmon/certmon/internal/store/storetest"
 )
 
 // mailbox is a real SMTP server (go-smtp) on loopback: STARTTLS with a
@@ -468,5 +472,67 @@ func TestOutboxSurvivesKill9(t *testing.T) {
 		if len(ds.Deliveries) != 0 {
 			t.Errorf("%d deliveries %s at the end", len(ds.Deliveries), st)
 		}
+	}
+}
+
+// TestNotificationsAcrossReplicas runs three servers on one PostgreSQL
+// database, sharing one secret key: their workers claim deliveries with
+// SKIP LOCKED, so every alert reaches the webhook exactly once, whichever
+// replica ran the check or sends the message.
+func TestNotificationsAcrossReplicas(t *testing.T) {
+	dsn := storetest.DSN(t, "postgres")
+	targets := newHandshakeLog(t) // self-signed: one "invalid" alert per monitor
+	hook := startWebhook(t, "whsec-replicas", 5*time.Millisecond)
+	const token, n = "replicas-notify-token-0123456789", 200
+	env := []string{"CERTMON_DATABASE_URL=" + dsn, "CERTMON_BOOTSTRAP_TOKEN=" + token, "CERTMON_CHECK_REVOCATION=off",
+		"CERTMON_NOTIFICATIONS_SECRET_KEY=" + secret.NewKey(),
+		"CERTMON_NOTIFICATIONS_GROUP_MAX=1", "CERTMON_NOTIFICATIONS_RATE_PER_MINUTE=1000000"}
+	replicas := []*serverProcess{startServerProcess(t, env...), startServerProcess(t, env...), startServerProcess(t, env...)}
+	c := api{t: t, base: replicas[0].base, token: token}
+	var ch struct {
+		ID int64 `json:"id"`
+	}
+	if code := c.do("POST", "/api/v1/channels", map[string]any{"name": "hook", "type": "webhook",
+		"config": map[string]any{"url": hook.url, "secret": "whsec-replicas"}}, &ch); code != 201 {
+		t.Fatalf("create channel: %d", code)
+	}
+	if code := c.do("POST", "/api/v1/rules", map[string]any{"name": "all", "channels": []int64{ch.ID}}, nil); code != 201 {
+		t.Fatalf("create rule: %d", code)
+	}
+	for i := range n {
+		// Spread the writes over the replicas too.
+		c.base = replicas[i%len(replicas)].base
+		if code := c.do("POST", "/api/v1/monitors", map[string]any{"target": targets.addr, "sni": fmt.Sprintf("r%d.test", i)}, nil); code != 201 {
+			t.Fatalf("create monitor: %d", code)
+		}
+	}
+	certtest.Eventually(t, 60*time.Second, "every alert delivered", func() bool {
+		items, _, _ := hook.snapshot()
+		return len(items) >= n
+	})
+	time.Sleep(2 * time.Second)
+	items, arrivals, bad := hook.snapshot()
+	if len(items) != n || arrivals != n || len(bad) > 0 {
+		t.Errorf("%d alerts in %d arrivals (%d refused), want each of %d exactly once", len(items), arrivals, len(bad), n)
+	}
+	// The work was shared: each replica counts what it sent.
+	sentRe := regexp.MustCompile(`certmon_notifications_total\{status="sent"\} (\d+)`)
+	total, senders := 0, 0
+	for _, r := range replicas {
+		resp, err := http.Get(r.base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if m := sentRe.FindSubmatch(body); m != nil {
+			k, _ := strconv.Atoi(string(m[1]))
+			total += k
+			senders++
+		}
+	}
+	t.Logf("%d replicas sent %d messages", senders, total)
+	if total != n || senders < 2 {
+		t.Errorf("replicas sent %d messages between %d of them; want %d shared by at least 2", total, senders, n)
 	}
 }
