@@ -2,18 +2,12 @@ package main
 
 import (
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
-	"mime/quotedprintable"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/mail"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,99 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
-
 	"github.com/certmon/certmon/internal/certtest"
 	"github.com/certmon/certmon/internal/notify"
 	"github.com/certmon/certmon/internal/secret"
 	"github.com/certmon/certmon/internal/store/storetest"
 )
-
-// mailbox is a real SMTP server (go-smtp) on loopback: STARTTLS with a
-// certificate of the test CA, AUTH PLAIN, and every message kept.
-type mailbox struct {
-	mu   sync.Mutex
-	msgs []receivedMail
-	addr string
-}
-
-type receivedMail struct {
-	from string
-	to   []string
-	data []byte
-}
-
-func (m *mailbox) all() []receivedMail {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]receivedMail{}, m.msgs...)
-}
-
-type mailSession struct {
-	box    *mailbox
-	authed bool
-	cur    receivedMail
-}
-
-func (s *mailSession) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (s *mailSession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, user, pass string) error {
-		if user != "certmon" || pass != "mail-secret" {
-			return smtp.ErrAuthFailed
-		}
-		s.authed = true
-		return nil
-	}), nil
-}
-
-func (s *mailSession) Mail(from string, _ *smtp.MailOptions) error {
-	if !s.authed {
-		return smtp.ErrAuthRequired
-	}
-	s.cur = receivedMail{from: from}
-	return nil
-}
-
-func (s *mailSession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.cur.to = append(s.cur.to, to)
-	return nil
-}
-
-func (s *mailSession) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.cur.data = data
-	s.box.mu.Lock()
-	s.box.msgs = append(s.box.msgs, s.cur)
-	s.box.mu.Unlock()
-	return nil
-}
-
-func (s *mailSession) Reset()        { s.cur = receivedMail{} }
-func (s *mailSession) Logout() error { return nil }
-
-func startMailbox(t *testing.T, ca *certtest.CA) *mailbox {
-	t.Helper()
-	leaf := ca.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)))
-	cert := certtest.TLSCertificate(leaf)
-	box := &mailbox{}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &mailSession{box: box}, nil }))
-	srv.Domain = "mail.test"
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	box.addr = ln.Addr().String()
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return box
-}
 
 // webhookReceiver verifies signatures as a receiver should and records
 // each item by its key (raw arrivals too, to count resends).
@@ -189,9 +95,15 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	now := time.Now()
 	leaf := ca.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(now.Add(-80*24*time.Hour), now.Add(3*24*time.Hour-time.Hour)))
 	target := certtest.ServeTLS(t, &tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(leaf)}}).Addr
-	box := startMailbox(t, ca)
+	// A real SMTP server: STARTTLS with a certificate of the test CA, and
+	// AUTH PLAIN required.
+	mailLeaf := ca.Leaf([]string{"127.0.0.1"}, certtest.WithValidity(now.Add(-time.Hour), now.Add(24*time.Hour)))
+	box := certtest.ServeSMTP(t, certtest.SMTPOptions{
+		TLS:  &tls.Config{Certificates: []tls.Certificate{certtest.TLSCertificate(mailLeaf)}},
+		User: "certmon", Pass: "mail-secret",
+	})
 	hook := startWebhook(t, "whsec-e2e", 0)
-	smtpHost, smtpPort, _ := net.SplitHostPort(box.addr)
+	smtpHost, smtpPort, _ := net.SplitHostPort(box.Addr)
 
 	const token = "notify-e2e-token-0123456789"
 	p := startServerProcess(t, "CERTMON_DATA="+t.TempDir(), "CERTMON_BOOTSTRAP_TOKEN="+token,
@@ -264,32 +176,28 @@ func TestNotificationsEndToEnd(t *testing.T) {
 		t.Errorf("reminder threshold %v, want the 3-day threshold", data["threshold_days"])
 	}
 
-	var m receivedMail
+	var m certtest.Mail
 	certtest.Eventually(t, 30*time.Second, "email to the monitor's recipient", func() bool {
-		for _, x := range box.all() {
-			if len(x.to) == 1 && x.to[0] == "ops@example.test" {
+		for _, x := range box.Mails() {
+			if len(x.To) == 1 && x.To[0] == "ops@example.test" {
 				m = x
 				return true
 			}
 		}
 		return false
 	})
-	if m.from != "certmon@example.test" || len(m.to) != 1 || m.to[0] != "ops@example.test" {
-		t.Errorf("envelope from %s to %v", m.from, m.to)
+	if m.From != "certmon@example.test" || len(m.To) != 1 || m.To[0] != "ops@example.test" {
+		t.Errorf("envelope from %s to %v", m.From, m.To)
 	}
-	msg, err := mail.ReadMessage(strings.NewReader(string(m.data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if subj := msg.Header.Get("Subject"); !strings.Contains(decodeHeader(subj), target) {
-		t.Errorf("subject %q does not name the target", decodeHeader(subj))
+	msg := certtest.ParseMail(t, m.Data)
+	if !strings.Contains(msg.Subject, target) {
+		t.Errorf("subject %q does not name the target", msg.Subject)
 	}
 	if msg.Header.Get("Message-Id") == "" || msg.Header.Get(notify.HeaderKey) == "" {
 		t.Errorf("no Message-ID or %s header: %v", notify.HeaderKey, msg.Header)
 	}
-	parts := mimeParts(t, msg)
-	if !strings.Contains(parts["text/plain"], target) || !strings.Contains(parts["text/html"], target) {
-		t.Errorf("parts %v: want text and HTML naming the target", keys(parts))
+	if !strings.Contains(msg.Text, target) || !strings.Contains(msg.HTML, target) {
+		t.Errorf("text part %q, HTML part %q: want both naming the target", msg.Text, msg.HTML)
 	}
 
 	var ds struct {
@@ -314,82 +222,23 @@ func TestNotificationsEndToEnd(t *testing.T) {
 	}
 
 	// The status report arrives at the top of a minute.
-	var report *mail.Message
+	var report []byte
 	certtest.Eventually(t, 75*time.Second, "the scheduled status report", func() bool {
-		for _, x := range box.all() {
-			if len(x.to) == 1 && x.to[0] == "pki@example.test" {
-				report, err = mail.ReadMessage(strings.NewReader(string(x.data)))
-				return err == nil
+		for _, x := range box.Mails() {
+			if len(x.To) == 1 && x.To[0] == "pki@example.test" {
+				report = x.Data
+				return true
 			}
 		}
 		return false
 	})
-	if subj := decodeHeader(report.Header.Get("Subject")); !strings.Contains(subj, "Status report") || !strings.Contains(subj, "1 critical") {
+	rp := certtest.ParseMail(t, report)
+	if subj := rp.Subject; !strings.Contains(subj, "Status report") || !strings.Contains(subj, "1 critical") {
 		t.Errorf("report subject %q", subj)
 	}
-	if html := mimeParts(t, report)["text/html"]; !strings.Contains(html, target) {
+	if !strings.Contains(rp.HTML, target) {
 		t.Errorf("report HTML does not list %s", target)
 	}
-}
-
-func decodeHeader(s string) string {
-	d, err := new(mime.WordDecoder).DecodeHeader(s)
-	if err != nil {
-		return s
-	}
-	return d
-}
-
-// mimeParts returns the decoded text parts of a message by content type.
-func mimeParts(t *testing.T, msg *mail.Message) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	var walk func(ct string, r io.Reader, encoding string)
-	walk = func(ct string, r io.Reader, encoding string) {
-		mt, params, err := mime.ParseMediaType(ct)
-		if err != nil {
-			t.Fatalf("content type %q: %v", ct, err)
-		}
-		if strings.HasPrefix(mt, "multipart/") {
-			mr := multipart.NewReader(r, params["boundary"])
-			for {
-				p, err := mr.NextRawPart()
-				if errors.Is(err, io.EOF) {
-					return
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				walk(p.Header.Get("Content-Type"), p, p.Header.Get("Content-Transfer-Encoding"))
-			}
-		}
-		out[mt] = decodeBody(t, r, encoding)
-	}
-	walk(msg.Header.Get("Content-Type"), msg.Body, msg.Header.Get("Content-Transfer-Encoding"))
-	return out
-}
-
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
-func decodeBody(t *testing.T, r io.Reader, encoding string) string {
-	t.Helper()
-	switch strings.ToLower(encoding) {
-	case "quoted-printable":
-		r = quotedprintable.NewReader(r)
-	case "base64":
-		r = base64.NewDecoder(base64.StdEncoding, r)
-	}
-	b, err := io.ReadAll(r)
-	if err != nil {
-		t.Fatalf("part body (%s): %v", encoding, err)
-	}
-	return string(b)
 }
 
 // TestOutboxSurvivesKill9 kills the server with SIGKILL three times while

@@ -107,11 +107,8 @@ func (s *Server) listChannels(ctx context.Context, _ *struct{}) (*channelListBod
 	if err != nil {
 		return nil, storeError(err, "channels")
 	}
-	out := &channelListBody{Body: ChannelList{Channels: make([]Channel, 0, len(list))}}
-	for _, c := range list {
-		out.Body.Channels = append(out.Body.Channels, s.viewStored(ctx, c))
-	}
-	return out, nil
+	view := func(c store.Channel) Channel { return s.viewStored(ctx, c) }
+	return &channelListBody{Body: ChannelList{Channels: mapSlice(list, view)}}, nil
 }
 
 func (s *Server) getChannel(ctx context.Context, in *channelID) (*channelBody, error) {

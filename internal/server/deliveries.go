@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/certmon/certmon/internal/store"
@@ -66,14 +65,8 @@ func (s *Server) listDeliveries(ctx context.Context, in *listDeliveriesInput) (*
 		return nil, storeError(err, "deliveries")
 	}
 	out := &deliveryListBody{}
-	out.Body.Deliveries = make([]Delivery, 0, len(ds))
-	for _, d := range ds {
-		out.Body.Deliveries = append(out.Body.Deliveries, deliveryView(d))
-	}
-	if next != 0 {
-		c := strconv.FormatInt(next, 10)
-		out.Body.NextCursor = &c
-	}
+	out.Body.Deliveries = mapSlice(ds, deliveryView)
+	out.Body.NextCursor = nextIntCursor(next)
 	return out, nil
 }
 

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/certmon/certmon/internal/store"
@@ -56,14 +55,8 @@ func (s *Server) listEvents(ctx context.Context, in *listEventsInput) (*eventLis
 		return nil, storeError(err, "events")
 	}
 	out := &eventListBody{}
-	out.Body.Events = make([]Event, 0, len(evs))
-	for _, e := range evs {
-		out.Body.Events = append(out.Body.Events, eventView(e))
-	}
-	if next != 0 {
-		c := strconv.FormatInt(next, 10)
-		out.Body.NextCursor = &c
-	}
+	out.Body.Events = mapSlice(evs, eventView)
+	out.Body.NextCursor = nextIntCursor(next)
 	return out, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -368,14 +367,8 @@ func (s *Server) listMonitors(ctx context.Context, in *listMonitorsInput) (*moni
 		return nil, storeError(err, "monitors")
 	}
 	out := &monitorListBody{}
-	out.Body.Monitors = make([]Monitor, 0, len(ms))
-	for _, m := range ms {
-		out.Body.Monitors = append(out.Body.Monitors, s.view(m))
-	}
-	if next != 0 {
-		c := strconv.FormatInt(next, 10)
-		out.Body.NextCursor = &c
-	}
+	out.Body.Monitors = mapSlice(ms, s.view)
+	out.Body.NextCursor = nextIntCursor(next)
 	return out, nil
 }
 

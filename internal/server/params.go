@@ -30,6 +30,24 @@ func parseWithin(s string) (time.Duration, error) {
 }
 
 // intCursor reads a numeric cursor; "" is the first page.
+// nextIntCursor is the next_cursor of a page: null on the last one.
+func nextIntCursor(next int64) *string {
+	if next == 0 {
+		return nil
+	}
+	c := strconv.FormatInt(next, 10)
+	return &c
+}
+
+// mapSlice converts a page of store rows to API views; never null.
+func mapSlice[T, V any](items []T, view func(T) V) []V {
+	out := make([]V, 0, len(items))
+	for _, it := range items {
+		out = append(out, view(it))
+	}
+	return out
+}
+
 func intCursor(s string) (int64, error) {
 	if s == "" {
 		return 0, nil

@@ -91,11 +91,7 @@ func (s *Server) listRules(ctx context.Context, _ *struct{}) (*ruleListBody, err
 	if err != nil {
 		return nil, storeError(err, "rules")
 	}
-	out := &ruleListBody{Body: RuleList{Rules: make([]Rule, 0, len(list))}}
-	for _, r := range list {
-		out.Body.Rules = append(out.Body.Rules, ruleView(r))
-	}
-	return out, nil
+	return &ruleListBody{Body: RuleList{Rules: mapSlice(list, ruleView)}}, nil
 }
 
 func (s *Server) getRule(ctx context.Context, in *ruleID) (*ruleBody, error) {

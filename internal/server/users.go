@@ -103,11 +103,7 @@ func (s *Server) listUsers(ctx context.Context, _ *struct{}) (*userListBody, err
 	if err != nil {
 		return nil, storeError(err, "users")
 	}
-	out := &userListBody{Body: UserList{Users: make([]User, 0, len(list))}}
-	for _, u := range list {
-		out.Body.Users = append(out.Body.Users, userView(u))
-	}
-	return out, nil
+	return &userListBody{Body: UserList{Users: mapSlice(list, userView)}}, nil
 }
 
 func (s *Server) getUser(ctx context.Context, in *userID) (*userBody, error) {
