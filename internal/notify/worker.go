@@ -277,7 +277,7 @@ func (w *Worker) deliver(ctx context.Context, key string, ds []store.Delivery) {
 		}
 	}
 	if err != nil {
-		w.fail(ctx, ds, Answer{}, &SendError{Err: err})
+		w.fail(ctx, ds, Answer{}, err) // a SendError keeps its Permanent verdict
 		return
 	}
 	if at, ok := w.take(key, now); !ok {

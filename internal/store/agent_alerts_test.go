@@ -67,30 +67,15 @@ func TestAgentOfflineAndOnline(t *testing.T) {
 			}
 		}
 
-		// Two replicas sweep at once: each offline agent is claimed once.
-		var (
-			wg  sync.WaitGroup
-			mu  sync.Mutex
-			got = map[string]int{}
-		)
-		for _, st := range []*Store{s, s2, s, s2} {
-			wg.Go(func() {
-				as, err := st.MarkAgentsOffline(ctx, t0.Add(-5*time.Minute), t0, nil)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, a := range as {
-					got[a.ID]++
-					if !a.OfflineSince.Equal(t0) {
-						t.Errorf("%s offline since %s", a.ID, a.OfflineSince)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		// Two replicas sweep at once: each offline agent is claimed once,
+		// and its event is written once, with the claim.
+		got := sweepConcurrently(t, s, "agent_offline", []*Store{s, s2, s, s2}, func(st *Store, ev AgentEvent) ([]Agent, error) {
+			return st.MarkAgentsOffline(ctx, t0.Add(-5*time.Minute), t0, ev)
+		}, func(a Agent) {
+			if !a.OfflineSince.Equal(t0) {
+				t.Errorf("%s offline since %s", a.ID, a.OfflineSince)
+			}
+		})
 		if len(got) != 3 || got["agt_a"] != 1 || got["agt_c"] != 1 || got["agt_d"] != 1 {
 			t.Errorf("marked offline %v, want agt_a, agt_c, agt_d once each", got)
 		}
@@ -134,29 +119,13 @@ func TestMarkKeysExpiring(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := t0.Add(14 * 24 * time.Hour)
-		var (
-			wg sync.WaitGroup
-			mu sync.Mutex
-			n  = map[string]int{}
-		)
-		for _, st := range []*Store{s, s2} {
-			wg.Go(func() {
-				as, err := st.MarkKeysExpiring(ctx, before, nil)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				for _, a := range as {
-					n[a.ID]++
-					if !a.KeyExpires.Equal(soon) {
-						t.Errorf("%s expires %s", a.ID, a.KeyExpires)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		n := sweepConcurrently(t, s, "agent_key_expiring", []*Store{s, s2}, func(st *Store, ev AgentEvent) ([]Agent, error) {
+			return st.MarkKeysExpiring(ctx, before, ev)
+		}, func(a Agent) {
+			if !a.KeyExpires.Equal(soon) {
+				t.Errorf("%s expires %s", a.ID, a.KeyExpires)
+			}
+		})
 		if len(n) != 1 || n["agt_a"] != 1 {
 			t.Errorf("warned %v, want agt_a once", n)
 		}
@@ -172,6 +141,55 @@ func TestMarkKeysExpiring(t *testing.T) {
 			t.Errorf("after rotation %+v %v", as, err)
 		}
 	})
+}
+
+// sweepConcurrently runs one agent sweep on every store at once, each
+// writing an event of kind per agent it claims, checks each claimed agent
+// with check, and returns how often each agent was claimed. Every claimed
+// agent must have exactly one event: written with its claim, never twice.
+func sweepConcurrently(t *testing.T, s *Store, kind string, stores []*Store, sweep func(*Store, AgentEvent) ([]Agent, error), check func(Agent)) map[string]int {
+	t.Helper()
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		got = map[string]int{}
+	)
+	event := func(a Agent) *Event {
+		return &Event{TeamID: a.TeamID, At: t0, Kind: kind, Severity: "warning", Message: a.ID}
+	}
+	for _, st := range stores {
+		wg.Go(func() {
+			as, err := sweep(st, event)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, a := range as {
+				got[a.ID]++
+				check(a)
+			}
+		})
+	}
+	wg.Wait()
+	evs, _, err := s.ListEvents(context.Background(), EventFilter{Kind: kind, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := map[string]int{}
+	for _, e := range evs {
+		written[e.Message]++
+	}
+	if len(written) != len(got) {
+		t.Errorf("%s events for %v, claims %v", kind, written, got)
+	}
+	for id := range got {
+		if written[id] != 1 {
+			t.Errorf("%s: %d events for %s, want 1", kind, written[id], id)
+		}
+	}
+	return got
 }
 
 func TestAppendEvents(t *testing.T) {
