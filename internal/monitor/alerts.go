@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -113,13 +114,13 @@ func alerts(c store.Claim, prev store.State, st *store.State, o Outcome, p Alert
 	slices.Sort(cur)
 	st.Alerted = cur
 
-	base := alertBase(m, *st, o)
 	silenced, why := silence(m, *st, o.At)
 	var out []store.Event
+	// The snapshot is built only for an alert: most checks tell nothing.
 	add := func(kind, severity, msg string, data map[string]any) {
-		e := base
+		e := alertBase(m, *st, o)
 		e.Kind, e.Severity, e.Message, e.Notify = kind, severity, msg, true
-		e.Data = mergeData(base.Data, data)
+		maps.Copy(e.Data, data)
 		if silenced && kind != EventRecovered {
 			e.Silenced = true
 			e.Data["silenced"] = why
@@ -218,17 +219,6 @@ func AckKey(leafSHA256 string) string {
 		return "-"
 	}
 	return leafSHA256
-}
-
-func mergeData(base, extra map[string]any) map[string]any {
-	out := make(map[string]any, len(base)+len(extra))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range extra {
-		out[k] = v
-	}
-	return out
 }
 
 func minus(a, b []string) []string {
